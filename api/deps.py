@@ -1,0 +1,26 @@
+"""Request dependencies: the process context and a database session per request."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from matcher.context import MatcherContext
+
+
+def get_ctx(request: Request) -> MatcherContext:
+    ctx: MatcherContext = request.app.state.ctx
+    # Catch up with writes other workers committed since our last request.
+    ctx.indexes.sync()
+    return ctx
+
+
+def get_session(ctx: Annotated[MatcherContext, Depends(get_ctx)]) -> Iterator[Session]:
+    with ctx.sessions() as session:
+        yield session
+
+
+Ctx = Annotated[MatcherContext, Depends(get_ctx)]
+DB = Annotated[Session, Depends(get_session)]

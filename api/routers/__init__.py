@@ -1,0 +1,1 @@
+"""One router per resource; each handler validates, calls matcher, shapes the answer."""

@@ -1,0 +1,45 @@
+"""Pairings (对接): propose from a match, move through stages, read history."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, status
+
+from matcher import pairings, records
+from matcher.models import Pairing
+
+from ..deps import DB
+from ..schemas import Page, PairingOut, ProjectOut
+
+router = APIRouter(tags=["对接"])
+
+
+@router.post("/pairings", response_model=PairingOut, status_code=status.HTTP_201_CREATED, summary="推荐一个对接",
+             description="从匹配结果创建对接（阶段为「已推荐」）。同一需求与成果只能有一条对接记录。")
+def create_pairing(data: pairings.PairingCreate, db: DB):
+    return pairings.create_pairing(db, data)
+
+
+@router.get("/pairings", response_model=Page[PairingOut], summary="对接列表")
+def list_pairings(db: DB, need_id: int | None = None, outcome_id: int | None = None,
+                  stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100),
+                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+    total, items = records.list_records(db, Pairing, offset=offset, limit=limit, need_id=need_id,
+                                        outcome_id=outcome_id, stage=stage, broker=broker)
+    return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+@router.get("/pairings/{pairing_id}", response_model=PairingOut, summary="对接详情（含完整历史）")
+def get_pairing(pairing_id: int, db: DB):
+    return pairings.get_pairing(db, pairing_id)
+
+
+@router.post("/pairings/{pairing_id}/moves", response_model=PairingOut, summary="推进对接阶段",
+             description="已推荐 → 已联系 → 洽谈中 → 已签约，或从任一未结束阶段转为未成功（须给原因）。"
+                         "须提交最近读取的 version；被他人改过则返回 409。签约须附 project（合同类型等），同时生成合作项目。")
+def move_pairing(pairing_id: int, move: pairings.PairingMove, db: DB):
+    return pairings.move_pairing(db, pairing_id, move)
+
+
+@router.get("/pairings/{pairing_id}/project", response_model=ProjectOut | None, summary="对接生成的合作项目")
+def pairing_project(pairing_id: int, db: DB):
+    pairings.get_pairing(db, pairing_id)
+    return pairings.project_of(db, pairing_id)

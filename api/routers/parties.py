@@ -1,0 +1,79 @@
+"""Enterprises (企业) and institutions (高校/院所)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, status
+
+from matcher import records
+from matcher.models import Enterprise, Institution
+from matcher.schemas import (
+    EnterpriseIn,
+    EnterpriseOut,
+    EnterpriseUpdate,
+    InstitutionIn,
+    InstitutionOut,
+    InstitutionUpdate,
+)
+
+from ..deps import DB
+from ..schemas import Page
+
+router = APIRouter()
+
+
+@router.get("/enterprises", response_model=Page[EnterpriseOut], tags=["企业"], summary="企业列表")
+def list_enterprises(db: DB, q: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0),
+                     limit: int = Query(50, ge=1, le=500)):
+    total, items = records.list_records(db, Enterprise, q=q, offset=offset, limit=limit)
+    return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+@router.post("/enterprises", response_model=EnterpriseOut, status_code=status.HTTP_201_CREATED, tags=["企业"],
+             summary="新建企业")
+def create_enterprise(data: EnterpriseIn, db: DB):
+    return records.create_enterprise(db, data)
+
+
+@router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"], summary="企业详情")
+def get_enterprise(enterprise_id: int, db: DB):
+    return records.get_enterprise(db, enterprise_id)
+
+
+@router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"], summary="修改企业")
+def update_enterprise(enterprise_id: int, data: EnterpriseUpdate, db: DB):
+    return records.update_enterprise(db, enterprise_id, data)
+
+
+@router.delete("/enterprises/{enterprise_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["企业"],
+               summary="删除企业（名下无记录时）")
+def delete_enterprise(enterprise_id: int, db: DB):
+    records.delete_owner(db, Enterprise, enterprise_id)
+
+
+@router.get("/institutions", response_model=Page[InstitutionOut], tags=["高校/院所"], summary="高校/院所列表")
+def list_institutions(db: DB, q: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0),
+                      limit: int = Query(50, ge=1, le=500)):
+    total, items = records.list_records(db, Institution, q=q, offset=offset, limit=limit)
+    return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+@router.post("/institutions", response_model=InstitutionOut, status_code=status.HTTP_201_CREATED,
+             tags=["高校/院所"], summary="新建高校/院所")
+def create_institution(data: InstitutionIn, db: DB):
+    return records.create_institution(db, data)
+
+
+@router.get("/institutions/{institution_id}", response_model=InstitutionOut, tags=["高校/院所"], summary="高校/院所详情")
+def get_institution(institution_id: int, db: DB):
+    return records.get_institution(db, institution_id)
+
+
+@router.patch("/institutions/{institution_id}", response_model=InstitutionOut, tags=["高校/院所"],
+              summary="修改高校/院所")
+def update_institution(institution_id: int, data: InstitutionUpdate, db: DB):
+    return records.update_institution(db, institution_id, data)
+
+
+@router.delete("/institutions/{institution_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["高校/院所"],
+               summary="删除高校/院所（名下无记录时）")
+def delete_institution(institution_id: int, db: DB):
+    records.delete_owner(db, Institution, institution_id)

@@ -1,0 +1,98 @@
+"""Response shapes specific to HTTP (pages, errors, reports)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    offset: int
+    limit: int
+    items: list[T]
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    details: object | None = None
+
+
+class RejectedRow(BaseModel):
+    row: int
+    reason: str
+
+
+class ImportReportOut(BaseModel):
+    kind: str
+    filename: str
+    total_rows: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected: list[RejectedRow]
+    applied: bool
+    partial: bool
+    created_owners: list[str]
+    ignored_headers: list[str]
+    encoded_texts: int
+    message: str
+
+
+class PairingEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    actor: str
+    at: datetime
+    from_stage: str | None
+    to_stage: str
+    note: str | None
+
+
+class ProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    title: str
+    enterprise_id: int
+    institution_id: int
+    pairing_id: int | None
+    contract_type: str
+    amount_wan: float | None
+    signed_date: date
+    region: str
+    industry_chain: str | None
+    broker: str | None
+    landed: bool
+    landed_date: date | None
+
+
+class PairingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    need_id: int
+    outcome_id: int | None
+    institution_id: int
+    broker: str
+    stage: str
+    decline_reason: str | None
+    decline_note: str | None
+    score: float | None
+    explanation: dict | None
+    note: str | None
+    version: int
+    created_at: datetime
+    stage_changed_at: datetime
+    events: list[PairingEventOut]
+
+
+class TargetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    region: str
+    year_start: int
+    year_end: int
+    count: int

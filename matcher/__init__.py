@@ -1,0 +1,1 @@
+"""The 产学研 matching domain: records, ranking, explanations, pairings, targets."""

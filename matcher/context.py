@@ -1,0 +1,59 @@
+"""Everything one process needs, built once: database, encoder, indexes."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from embeddings.cached_encoder import CachedEncoder
+from embeddings.encoder import Encoder
+from embeddings.vector_cache import VectorCache
+
+from .db import instance_id, make_engine, make_sessionmaker, upgrade
+from .search_index import SearchIndexes
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MatcherContext:
+    """The service's long-lived parts. Create with :func:`build_context`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    encoder: CachedEncoder
+    indexes: SearchIndexes
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_context(settings: Settings, encoder: Encoder | None = None, open_indexes: bool = True,
+                  on_progress=None) -> MatcherContext:
+    """Migrate the database, load the model and open (or rebuild) the indexes.
+
+    ``encoder`` lets tests share one loaded model between contexts; the
+    model is the expensive part.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        source = instance_id(session)
+    if settings.vector_cache_url:
+        cache_engine = make_engine(settings.vector_cache_url)
+        cache = VectorCache(cache_engine, create=True)
+    else:
+        cache = VectorCache(engine)
+    encoder = encoder or Encoder(settings.embedding_model, settings.data_dir)
+    cached = CachedEncoder(encoder, cache)
+    indexes = SearchIndexes(cached, sessions, settings.index_dir, source)
+    if open_indexes:
+        how = indexes.open(on_progress=on_progress)
+        log.info("indexes %s (needs=%d, outcomes=%d)", how, len(indexes.indexes["needs"]), len(indexes.indexes["outcomes"]))
+    return MatcherContext(settings, engine, sessions, cached, indexes)

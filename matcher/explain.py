@@ -1,0 +1,75 @@
+"""Why a result is where it is, in Chinese a broker reads in ten seconds."""
+from __future__ import annotations
+
+import numpy as np
+
+from embeddings.cached_encoder import CachedEncoder
+
+from .documents import sentences_of
+from .models import Need, Outcome
+from .scoring import Scored, Weights
+from .textutil import shared_terms
+
+_NEED_FIELDS = {"description": "需求内容", "industry_chain": "产业链", "cooperation_modes": "合作方式",
+                "budget": "预算", "keywords": "关键词"}
+_OUTCOME_FIELDS = {"abstract": "成果简介", "industry_chain": "产业链", "stage": "成熟度", "cooperation_modes": "合作方式",
+                   "price": "报价", "keywords": "关键词", "ip_type": "知识产权"}
+
+
+def missing_fields(record: Need | Outcome) -> list[str]:
+    """Chinese names of the empty fields that matching would use."""
+    names = _NEED_FIELDS if isinstance(record, Need) else _OUTCOME_FIELDS
+    missing = []
+    for key, label in names.items():
+        if key == "budget":
+            empty = record.budget_min is None and record.budget_max is None and not record.budget_negotiable
+        elif key == "price":
+            empty = record.price_min is None and record.price_max is None and not record.price_negotiable
+        else:
+            empty = not getattr(record, key)
+        if empty:
+            missing.append(label)
+    return missing
+
+
+def best_sentences(encoder: CachedEncoder, query_vec: np.ndarray, record: Need | Outcome,
+                   top: int = 2) -> list[dict]:
+    """The one or two sentences of ``record`` closest in meaning to the query vector."""
+    sentences = sentences_of(record)
+    vecs = encoder.encode(sentences, "passage")
+    scores = vecs @ np.asarray(query_vec, dtype=np.float32)
+    order = np.argsort(-scores)[:top]
+    return [{"sentence": sentences[i], "score": round(float(scores[i]), 4)} for i in sorted(order)]
+
+
+def _summary(terms: list[str], scored: Scored, record_missing: list[str]) -> str:
+    parts = []
+    if terms:
+        parts.append(f"技术方向一致（{'、'.join(terms[:3])}）")
+    elif not scored.weak:
+        parts.append("语义相近")
+    else:
+        parts.append("相关性较弱")
+    for f in scored.factors:
+        if f.value is not None and f.value >= 0.75 and f.name != "track_record":
+            parts.append(f.note)
+    if scored.confidence < 0.5:
+        parts.append(f"信息不全（缺{'、'.join(record_missing[:3]) or '结构化字段'}），置信度低")
+    return "，".join(parts)
+
+
+def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, record: Need | Outcome,
+            scored: Scored, weights: Weights) -> dict:
+    """The full explanation of one result: summary, terms, sentences, missing fields, factors."""
+    body = record.title + "\n" + (record.description if isinstance(record, Need) else record.abstract)
+    body += "\n" + "、".join(record.keywords or [])
+    terms = shared_terms(query_text, body)
+    record_missing = missing_fields(record)
+    return {
+        "summary": _summary(terms, scored, record_missing),
+        "shared_terms": terms,
+        "related_terms": [],
+        "best_sentences": best_sentences(encoder, query_vec, record),
+        "missing_fields": record_missing,
+        "factors": scored.breakdown(weights),
+    }

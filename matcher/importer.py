@@ -1,0 +1,281 @@
+"""Apply an uploaded outcome or need list to the database, all or nothing.
+
+Rows are validated first; a file with any bad row changes nothing unless the
+caller asks for ``partial``. Records are keyed by (owner, normalised title), so
+uploading the same list again reports every row unchanged. Vectors are encoded
+before the one write transaction, so a failure or a kill mid-way leaves the
+database and the indexes as they were.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .context import MatcherContext
+from .errors import DomainError
+from .imports.reader import ImportFileError, ParsedTable, RawRow, ReadLimits, read_table
+from .imports.values import (
+    normalize_title,
+    parse_date,
+    parse_maturity,
+    parse_modes,
+    parse_money_range,
+    parse_visibility,
+    split_keywords,
+)
+from .models import Enterprise, Institution, Need, Outcome
+from .records import _apply, log_change
+from .schemas import NeedIn, OutcomeIn
+from .validation import describe_errors
+from .vocab import INDUSTRY_CHAINS, locality_tier
+
+ProgressCallback = Callable[[int, int], None]
+
+_KIND_CODES = {"高校": "university", "大学": "university", "学院": "university", "科研院所": "institute",
+               "研究所": "institute", "研究院": "institute", "院所": "institute", "新型研发机构": "new_rd"}
+_CHAIN_SYNONYMS = (
+    ("新能源", "新能源新材料"), ("新材料", "新能源新材料"), ("材料", "新能源新材料"),
+    ("医药", "医药及健康食品"), ("健康", "医药及健康食品"), ("食品", "医药及健康食品"), ("生物医", "医药及健康食品"),
+    ("海洋", "海洋生物"), ("农", "现代农业"), ("汽车", "汽车机电"), ("机电", "汽车机电"), ("装备", "汽车机电"),
+    ("电子", "电子信息"), ("信息", "电子信息"), ("软件", "电子信息"), ("船", "智能船舶"), ("碳纤维", "碳纤维"),
+    ("仿生", "仿生"),
+)
+_MERGED_TITLE_MAX = 40
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or would have done), row by row where it matters."""
+
+    kind: str
+    filename: str
+    total_rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    applied: bool = False
+    partial: bool = False
+    created_owners: list[str] = field(default_factory=list)
+    ignored_headers: list[str] = field(default_factory=list)
+    encoded_texts: int = 0
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _chain(value: str | None) -> str | None:
+    if not value:
+        return None
+    if value in INDUSTRY_CHAINS:
+        return value
+    for marker, chain in _CHAIN_SYNONYMS:
+        if marker in value:
+            return chain
+    raise ValueError(f"产业链「{value}」无法识别，可选：{'、'.join(INDUSTRY_CHAINS)}")
+
+
+def _institution_kind(value: str | None, name: str) -> str | None:
+    text = value or name
+    for marker, code in _KIND_CODES.items():
+        if marker in text:
+            return code
+    return None
+
+
+def _split_merged(title: str, body: str) -> tuple[str, str]:
+    """Separate "标题：简介……" written into one cell, as senders often do."""
+    if body or len(title) <= _MERGED_TITLE_MAX:
+        return title, body
+    for sep in ("：", ":", "。", "，", ","):
+        head, found, tail = title.partition(sep)
+        if found and 4 <= len(head) <= _MERGED_TITLE_MAX and tail.strip():
+            return head.strip(), title
+    return title[:_MERGED_TITLE_MAX], title
+
+
+def _row_fields(kind: str, values: dict[str, str]) -> tuple[str, dict, dict]:
+    """Parse one row into (owner name, owner attributes, record fields); ValueError says why not."""
+    title = values.get("title", "")
+    body_key = "abstract" if kind == "outcomes" else "description"
+    title, body = _split_merged(title, values.get(body_key, ""))
+    if not title:
+        raise ValueError("缺少" + ("成果名称" if kind == "outcomes" else "需求名称"))
+    record: dict = {
+        "title": title,
+        body_key: body,
+        "keywords": split_keywords(values.get("keywords", "")),
+        "field": values.get("field") or None,
+        "industry_chain": _chain(values.get("industry_chain")),
+        "cooperation_modes": parse_modes(values["cooperation_modes"]) if values.get("cooperation_modes") else [],
+        "contact": values.get("contact") or None,
+        "phone": values.get("phone") or None,
+        "external_id": values.get("external_id") or None,
+    }
+    if kind == "outcomes":
+        owner = values.get("institution", "")
+        if not owner:
+            raise ValueError("缺少单位名称")
+        if values.get("maturity"):
+            record["trl"], record["stage"] = parse_maturity(values["maturity"])
+        record["team"] = values.get("team") or None
+        record["ip_type"] = values.get("ip_type") or None
+        record["ip_number"] = values.get("ip_number") or None
+        if values.get("asking_price"):
+            record["price_min"], record["price_max"], record["price_negotiable"] = parse_money_range(values["asking_price"])
+        owner_attrs = {"kind": _institution_kind(values.get("institution_kind"), owner),
+                       "location": values.get("institution_location") or None}
+    else:
+        owner = values.get("enterprise", "")
+        if not owner:
+            raise ValueError("缺少企业名称")
+        if values.get("budget"):
+            record["budget_min"], record["budget_max"], record["budget_negotiable"] = parse_money_range(values["budget"])
+        if values.get("deadline"):
+            record["deadline"] = parse_date(values["deadline"])
+        if values.get("visibility"):
+            record["visibility"] = parse_visibility(values["visibility"])
+        owner_attrs = {"region": values.get("region") or None, "size": values.get("enterprise_size") or None,
+                       "credit_code": values.get("credit_code") or None,
+                       "industry_chain": record["industry_chain"]}
+    if len(owner) > 200:
+        raise ValueError("单位名称超过200字")
+    return owner, owner_attrs, record
+
+
+def _validated(kind: str, record: dict) -> dict:
+    schema = OutcomeIn if kind == "outcomes" else NeedIn
+    owner_key = "institution_id" if kind == "outcomes" else "enterprise_id"
+    try:
+        model = schema(**{owner_key: 0, **record})
+    except ValidationError as exc:
+        raise ValueError("；".join(describe_errors(exc))) from exc
+    data = model.model_dump(exclude={owner_key})
+    return {k: v for k, v in data.items() if k in record or k in ("keywords", "cooperation_modes")}
+
+
+def _validate_rows(table: ParsedTable) -> tuple[list[tuple[RawRow, str, dict, dict]], list[dict]]:
+    good, rejected, seen = [], [], {}
+    for row in table.rows:
+        if row.problems:
+            rejected.append({"row": row.row_number, "reason": "；".join(row.problems)})
+            continue
+        try:
+            owner, owner_attrs, record = _row_fields(table.kind, row.values)
+            record = _validated(table.kind, record)
+        except ValueError as exc:
+            rejected.append({"row": row.row_number, "reason": str(exc)})
+            continue
+        key = (normalize_title(owner), normalize_title(record["title"]))
+        if key in seen:
+            rejected.append({"row": row.row_number, "reason": f"与第{seen[key]}行重复（同一单位的同名记录）"})
+            continue
+        seen[key] = row.row_number
+        good.append((row, owner, owner_attrs, record))
+    return good, rejected
+
+
+def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, created: list[str]):
+    if name in cache:
+        return cache[name]
+    model = Institution if kind == "outcomes" else Enterprise
+    obj = session.scalar(select(model).where(model.name == name))
+    if obj is None:
+        if kind == "outcomes":
+            obj = Institution(name=name, kind=attrs["kind"], location=attrs["location"],
+                              locality=locality_tier(attrs["location"] or name))
+        else:
+            code = attrs["credit_code"]
+            if code and session.scalar(select(Enterprise.id).where(Enterprise.credit_code == code)) is not None:
+                code = None  # the code belongs to another name; keep the row, drop the clash
+            obj = Enterprise(name=name, region=attrs["region"], size=attrs["size"], credit_code=code,
+                             industry_chain=attrs["industry_chain"])
+        # Not flushed yet: nothing is written before every vector is encoded.
+        session.add(obj)
+        created.append(name)
+    else:
+        for key, value in attrs.items():
+            if value and not getattr(obj, key, None) and key != "credit_code":
+                setattr(obj, key, value)
+        if isinstance(obj, Institution) and not obj.locality:
+            obj.locality = locality_tier(obj.location or obj.name)
+    cache[name] = obj
+    return obj
+
+
+def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, filename: str, *,
+                 partial: bool = False, dry_run: bool = False,
+                 on_progress: ProgressCallback | None = None) -> ImportReport:
+    """Validate and apply a parsed table; see the module docstring for the rules."""
+    report = ImportReport(kind=table.kind, filename=filename, total_rows=len(table.rows), partial=partial,
+                          ignored_headers=table.ignored_headers)
+    good, report.rejected = _validate_rows(table)
+    if report.rejected and not partial:
+        report.message = f"有{len(report.rejected)}行无法导入，整个文件未导入；修正后重新上传，或使用 partial=true 只导入有效行"
+        return report
+    model = Outcome if table.kind == "outcomes" else Need
+    owner_fk = "institution_id" if table.kind == "outcomes" else "enterprise_id"
+    changed: list = []
+    owners: dict = {}
+    before = ctx.encoder.encoded_count
+    try:
+        with session.no_autoflush:
+            for _row, owner_name, owner_attrs, fields in good:
+                owner = _owner(session, table.kind, owner_name, owner_attrs, owners, report.created_owners)
+                existing = None if owner.id is None else session.scalar(select(model).where(
+                    getattr(model, owner_fk) == owner.id, model.title_key == normalize_title(fields["title"]),
+                    model.deleted_at.is_(None)))
+                if existing is None:
+                    record = model()
+                    record.keywords, record.cooperation_modes = [], []
+                    _apply(record, fields)
+                    setattr(record, "institution" if table.kind == "outcomes" else "enterprise", owner)
+                    session.add(record)
+                    report.created += 1
+                    changed.append(record)
+                else:
+                    old = existing.content_hash
+                    _apply(existing, fields)
+                    if existing.content_hash == old:
+                        report.unchanged += 1
+                    else:
+                        report.updated += 1
+                        changed.append(existing)
+            if dry_run:
+                session.rollback()
+                report.message = "预检完成，未写入"
+                return report
+            ctx.indexes.prepare(changed, on_progress=on_progress)
+        session.flush()
+        for record in changed:
+            log_change(session, record)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    report.applied = True
+    report.encoded_texts = ctx.encoder.encoded_count - before
+    ctx.indexes.sync()
+    report.message = (f"导入完成：新增{report.created}条，更新{report.updated}条，未变{report.unchanged}条"
+                      + (f"，跳过{len(report.rejected)}行" if report.rejected else ""))
+    return report
+
+
+def import_file(ctx: MatcherContext, session: Session, data: bytes, filename: str, kind: str, *,
+                partial: bool = False, dry_run: bool = False,
+                on_progress: ProgressCallback | None = None) -> ImportReport:
+    """Read an uploaded file (xlsx/csv, detected by content) and import it."""
+    limits = ReadLimits(max_bytes=ctx.settings.max_upload_bytes, max_rows=ctx.settings.max_import_rows,
+                        max_cell_chars=ctx.settings.max_text_chars)
+    try:
+        table = read_table(data, filename, kind, limits)
+    except ImportFileError as exc:
+        raise DomainError(exc.code, exc.message, status=exc.status) from exc
+    if not table.rows:
+        raise DomainError("no_rows", "文件中没有数据行", status=400)
+    return import_table(ctx, session, table, filename, partial=partial, dry_run=dry_run, on_progress=on_progress)

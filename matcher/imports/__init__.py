@@ -1,0 +1,1 @@
+"""Reading uploaded outcome / need lists (xlsx, csv) into canonical rows, and import templates."""

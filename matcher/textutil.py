@@ -1,0 +1,92 @@
+"""Chinese text helpers: what to embed, sentences, and technical terms."""
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+")
+_MIN_SENTENCE = 6
+_MAX_SENTENCE = 160
+
+# Words that carry no technical meaning in needs and abstracts.
+STOPWORDS = frozenset(
+    """的 了 和 与 及 或 等 在 对 为 以 是 有 将 把 被 从 到 由 于 中 上 下 其 该 此 这 那 并 且 而 也 又
+    一种 一个 一些 进行 通过 采用 利用 使用 基于 实现 提高 提升 研究 研发 开发 技术 方法 系统 应用 需要 需求
+    问题 解决 能够 可以 具有 主要 目前 现有 相关 方面 领域 以及 及其 我们 本公司 公司 企业 项目 产品 要求 希望
+    合作 成果 团队 国内 国外 达到 满足 包括 结合 形成 实现 方案 工艺 关键 核心 新型 高效 一定 不断 重要""".split()
+)
+
+
+def embed_text(title: str, body: str | None, keywords: list[str] | None = None) -> str:
+    """The one text a need or outcome is embedded as: title, body, keywords."""
+    parts = [title.strip()]
+    if body and body.strip() and body.strip() != title.strip():
+        parts.append(body.strip())
+    if keywords:
+        parts.append("关键词：" + "、".join(keywords))
+    return "\n".join(parts)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a text into sentences for sentence-level scoring and quoting.
+
+    Fragments too short to mean anything are merged into their neighbour;
+    over-long run-on sentences are cut at commas so one clause can be quoted.
+    """
+    raw = [s.strip() for s in _SENTENCE_END.split(text or "") if s and s.strip()]
+    out: list[str] = []
+    for s in raw:
+        if len(s) > _MAX_SENTENCE:
+            pieces, buf = re.split(r"(?<=[，,])", s), ""
+            for p in pieces:
+                if len(buf) + len(p) > _MAX_SENTENCE and buf:
+                    out.append(buf)
+                    buf = ""
+                buf += p
+            if buf:
+                out.append(buf)
+        elif out and len(s) < _MIN_SENTENCE:
+            out[-1] += s
+        else:
+            out.append(s)
+    return out
+
+
+@lru_cache(maxsize=20000)
+def _cut(text: str) -> tuple[str, ...]:
+    return tuple(jieba.cut_for_search(text))
+
+
+def terms(text: str) -> list[str]:
+    """Meaningful words of ``text`` in order of first appearance (no stopwords, no single characters)."""
+    seen: dict[str, None] = {}
+    for tok in _cut(text or ""):
+        tok = tok.strip().lower()
+        if len(tok) < 2 or tok in STOPWORDS or not re.search(r"[\w\u4e00-\u9fff]", tok):
+            continue
+        if re.fullmatch(r"[\d.]+", tok):
+            continue
+        seen.setdefault(tok, None)
+    return list(seen)
+
+
+def shared_terms(query: str, document: str, limit: int = 8) -> list[str]:
+    """Terms of ``query`` that also occur in ``document``, longest first.
+
+    A shorter term contained in a longer shared term is dropped, so the list
+    reads "锂离子电池" rather than "锂离子电池、电池、离子".
+    """
+    doc_terms = set(terms(document))
+    doc_text = (document or "").lower()
+    common = [t for t in terms(query) if t in doc_terms or (len(t) >= 3 and t in doc_text)]
+    common.sort(key=len, reverse=True)
+    kept: list[str] = []
+    for t in common:
+        if not any(t in k for k in kept):
+            kept.append(t)
+    return kept[:limit]
