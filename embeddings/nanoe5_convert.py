@@ -245,7 +245,8 @@ def build_sentence_transformer(target: Path, variant: str = "original") -> Path:
 
         with torch.no_grad():
             transformer = models.Transformer(str(hf_dir), max_seq_length=512)
-            pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+            dim_of = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+            pooling = models.Pooling(dim_of(), pooling_mode="mean")
             st = SentenceTransformer(
                 modules=[transformer, pooling, models.Normalize()],
                 device="cpu",

@@ -19,12 +19,14 @@ class Weights:
     """How much each factor may add to the text relevance (cosine scale)."""
 
     text: float = 1.0
-    industry_chain: float = 0.02
-    maturity: float = 0.02
-    cooperation_mode: float = 0.015
-    budget: float = 0.015
-    locality: float = 0.015
-    track_record: float = 0.01
+    # Cosine relevance of e5 spreads over a few hundredths between close
+    # candidates; factors must tip near-ties, not overrule the text.
+    industry_chain: float = 0.01
+    maturity: float = 0.008
+    cooperation_mode: float = 0.006
+    budget: float = 0.006
+    locality: float = 0.006
+    track_record: float = 0.004
     weak_below: float = 0.80  # text relevance under this is flagged a weak match
 
     def as_dict(self) -> dict:
@@ -43,6 +45,8 @@ LABELS = {
 }
 # What a firm can absorb: most firms want 中试/产业化, not laboratory results.
 _MATURITY_VALUE = {"产业化": 1.0, "中试": 0.9, "小试": 0.5, "实验室": 0.15}
+# Technologies that serve many chains (a bionic surface treatment fits auto parts).
+_PLATFORM_CHAINS = {"仿生", "碳纤维"}
 _LOCALITY_VALUE = {"local": 1.0, "weihai": 0.75, "shandong": 0.5, "other": 0.25}
 
 
@@ -63,6 +67,8 @@ def _industry(need: Need | None, outcome: Outcome) -> Factor:
         return Factor("industry_chain", None, "产业链信息缺失")
     if a == b:
         return Factor("industry_chain", 1.0, f"同属{a}产业链")
+    if a in _PLATFORM_CHAINS or b in _PLATFORM_CHAINS:
+        return Factor("industry_chain", 0.5, f"{b if b in _PLATFORM_CHAINS else a}为共性技术，可服务{a if b in _PLATFORM_CHAINS else b}产业链")
     return Factor("industry_chain", 0.0, f"需求属{a}，成果属{b}")
 
 

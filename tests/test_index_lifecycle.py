@@ -1,0 +1,69 @@
+"""Index files are a cache of the database: missing, corrupt or stale files are rebuilt or caught up."""
+from __future__ import annotations
+
+from matcher import importer, matching
+from matcher.context import build_context
+
+from .helpers import NEED_HEADER, NEEDS, OUTCOME_HEADER, OUTCOMES, xlsx
+
+
+def _load(ctx):
+    with ctx.sessions() as s:
+        importer.import_file(ctx, s, xlsx([OUTCOME_HEADER, *OUTCOMES]), "o.xlsx", "outcomes")
+    with ctx.sessions() as s:
+        importer.import_file(ctx, s, xlsx([NEED_HEADER, *NEEDS]), "n.xlsx", "needs")
+
+
+def _top(ctx, need_id=1):
+    with ctx.sessions() as s:
+        return [r["outcome"].id for r in matching.match_need(ctx, s, need_id, 3)]
+
+
+def test_restart_loads_saved_index(ctx, settings, encoder):
+    _load(ctx)
+    expected = _top(ctx)
+    again = build_context(settings, encoder=encoder)
+    assert again.indexes.version == ctx.indexes.version
+    assert _top(again) == expected
+    assert again.encoder.encoded_count == 0
+
+
+def test_deleted_index_file_is_rebuilt_without_reencoding(ctx, settings, encoder):
+    _load(ctx)
+    expected = _top(ctx)
+    for f in settings.index_dir.iterdir():
+        f.unlink()
+    again = build_context(settings, encoder=encoder)
+    assert len(again.indexes.indexes["outcomes"]) == 3
+    assert _top(again) == expected
+    assert again.encoder.encoded_count == 0
+    assert (settings.index_dir / "outcomes.faissidx").exists()
+
+
+def test_corrupt_index_file_is_rebuilt(ctx, settings, encoder):
+    _load(ctx)
+    expected = _top(ctx)
+    path = settings.index_dir / "outcomes.faissidx"
+    path.write_bytes(path.read_bytes()[:-50])
+    again = build_context(settings, encoder=encoder)
+    assert _top(again) == expected
+
+
+def test_stale_index_catches_up_with_other_writers(ctx, settings, encoder):
+    """A second worker's index sees the first worker's writes on its next sync."""
+    _load(ctx)
+    other = build_context(settings, encoder=encoder)
+    hm = next(i for i in other.indexes.indexes["outcomes"].ids())
+    saved = {f.name: f.read_bytes() for f in settings.index_dir.iterdir()}
+    with ctx.sessions() as s:
+        from matcher import records
+
+        records.delete_record(ctx, s, records.get_outcome(s, int(hm)))
+    assert int(hm) in other.indexes.indexes["outcomes"].ids().tolist()
+    assert other.indexes.sync() == 1
+    assert int(hm) not in other.indexes.indexes["outcomes"].ids().tolist()
+    # A worker restarting from files saved before the delete catches up too.
+    for name, raw in saved.items():
+        (settings.index_dir / name).write_bytes(raw)
+    third = build_context(settings, encoder=encoder)
+    assert int(hm) not in third.indexes.indexes["outcomes"].ids().tolist()

@@ -1,0 +1,66 @@
+"""The id-mapped FAISS index: upsert, delete, filters, safe files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embeddings.index import IndexMeta, VectorIndex
+
+
+def _unit(rows):
+    m = np.asarray(rows, dtype=np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def index():
+    ix = VectorIndex(3)
+    ix.upsert([10, 20, 30], _unit([[1, 0, 0], [0, 1, 0], [1, 1, 0]]))
+    return ix
+
+
+def test_search_returns_database_ids_best_first(index):
+    hits = index.search(_unit([[1, 0.1, 0]])[0], 3)
+    assert [i for i, _ in hits] == [10, 30, 20]
+    assert hits[0][1] > hits[1][1] > hits[2][1]
+
+
+def test_upsert_replaces_and_remove_deletes(index):
+    index.upsert([10], _unit([[0, 0, 1]]))
+    assert len(index) == 3
+    assert index.search(_unit([[0, 0, 1]])[0], 1)[0][0] == 10
+    assert index.remove([20, 999]) == 1
+    assert 20 not in [i for i, _ in index.search(_unit([[0, 1, 0]])[0], 5)]
+
+
+def test_allowed_ids_filter_before_ranking(index):
+    hits = index.search(_unit([[1, 0, 0]])[0], 5, allowed_ids=[20])
+    assert [i for i, _ in hits] == [20]
+    assert index.search(_unit([[1, 0, 0]])[0], 5, allowed_ids=[]) == []
+
+
+def test_save_and_load_round_trip(index, tmp_path):
+    meta = IndexMeta(model="m", dim=3, version=7)
+    index.save(tmp_path / "x.idx", meta)
+    loaded, got = VectorIndex.load(tmp_path / "x.idx", meta)
+    assert got.version == 7 and got.count == 3
+    assert sorted(loaded.ids().tolist()) == [10, 20, 30]
+
+
+def test_load_refuses_corrupt_foreign_or_missing_files(index, tmp_path):
+    meta = IndexMeta(model="m", dim=3, version=1)
+    path = tmp_path / "x.idx"
+    assert VectorIndex.load(path, meta) is None
+    index.save(path, meta)
+    assert VectorIndex.load(path, IndexMeta(model="other", dim=3, version=1)) is None
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    assert VectorIndex.load(path, meta) is None
+    path.write_bytes(b"not an index")
+    assert VectorIndex.load(path, meta) is None
+
+
+def test_save_leaves_no_temporary_files(index, tmp_path):
+    index.save(tmp_path / "x.idx", IndexMeta(model="m", dim=3, version=1))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.idx"]
