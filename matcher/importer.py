@@ -184,7 +184,12 @@ def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, cre
     if name in cache:
         return cache[name]
     model = Institution if kind == "outcomes" else Enterprise
-    obj = session.scalar(select(model).where(model.name == name))
+    obj = None
+    if kind == "needs" and attrs["credit_code"]:
+        # The credit code identifies a firm even when its name is written differently.
+        obj = session.scalar(select(Enterprise).where(Enterprise.credit_code == attrs["credit_code"]))
+    if obj is None:
+        obj = session.scalar(select(model).where(model.name == name))
     if obj is None:
         if kind == "outcomes":
             obj = Institution(name=name, kind=attrs["kind"], location=attrs["location"],
@@ -208,6 +213,16 @@ def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, cre
     return obj
 
 
+def _existing(session: Session, model, owner_fk: str, owner_id: int, fields: dict):
+    """The stored record a row refers to: by the sender's own id if given, else by title."""
+    live = (getattr(model, owner_fk) == owner_id, model.deleted_at.is_(None))
+    if fields.get("external_id"):
+        found = session.scalar(select(model).where(*live, model.external_id == fields["external_id"]))
+        if found is not None:
+            return found
+    return session.scalar(select(model).where(*live, model.title_key == normalize_title(fields["title"])))
+
+
 def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, filename: str, *,
                  partial: bool = False, dry_run: bool = False,
                  on_progress: ProgressCallback | None = None) -> ImportReport:
@@ -227,9 +242,7 @@ def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, file
         with session.no_autoflush:
             for _row, owner_name, owner_attrs, fields in good:
                 owner = _owner(session, table.kind, owner_name, owner_attrs, owners, report.created_owners)
-                existing = None if owner.id is None else session.scalar(select(model).where(
-                    getattr(model, owner_fk) == owner.id, model.title_key == normalize_title(fields["title"]),
-                    model.deleted_at.is_(None)))
+                existing = None if owner.id is None else _existing(session, model, owner_fk, owner.id, fields)
                 if existing is None:
                     record = model()
                     record.keywords, record.cooperation_modes = [], []

