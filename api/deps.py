@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from matcher.context import MatcherContext
@@ -24,3 +24,7 @@ def get_session(ctx: Annotated[MatcherContext, Depends(get_ctx)]) -> Iterator[Se
 
 Ctx = Annotated[MatcherContext, Depends(get_ctx)]
 DB = Annotated[Session, Depends(get_session)]
+
+_MAX_ID = 2_147_483_647  # ids are 32-bit integer columns on every backend
+PathId = Annotated[int, Path(ge=1, le=_MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=_MAX_ID)]

@@ -152,7 +152,7 @@ def _validated(kind: str, record: dict) -> dict:
     schema = OutcomeIn if kind == "outcomes" else NeedIn
     owner_key = "institution_id" if kind == "outcomes" else "enterprise_id"
     try:
-        model = schema(**{owner_key: 0, **record})
+        model = schema(**{owner_key: 1, **record})  # the owner is resolved later; any valid id passes
     except ValidationError as exc:
         raise ValueError("；".join(describe_errors(exc))) from exc
     data = model.model_dump(exclude={owner_key})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from .errors import Conflict, Invalid, NotFound
 from .models import Pairing, PairingEvent, Project, utcnow
 from .projects import ProjectTerms, create_project_for_pairing
 from .records import get_need, get_outcome
+from .schemas import Id, Name
 from .vocab import DECLINE_REASONS, PAIRING_STAGES
 
 # Which stage may follow which; declined is reachable from every open stage.
@@ -26,9 +28,9 @@ TRANSITIONS = {
 
 class PairingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    need_id: int
-    outcome_id: int
-    broker: str = Field(min_length=1, max_length=100)
+    need_id: Id
+    outcome_id: Id
+    broker: Annotated[Name, Field(max_length=100)]
     note: str | None = Field(default=None, max_length=2000)
     score: float | None = None
     explanation: dict | None = None
@@ -37,7 +39,7 @@ class PairingCreate(BaseModel):
 class PairingMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to_stage: str = Field(max_length=20)
-    actor: str = Field(min_length=1, max_length=100)
+    actor: Annotated[Name, Field(max_length=100)]
     version: int = Field(ge=1, description="The version the caller last read; a stale version is refused.")
     note: str | None = Field(default=None, max_length=2000)
     decline_reason: str | None = Field(default=None, max_length=30)

@@ -10,6 +10,7 @@ from .errors import Invalid, NotFound
 from .models import Pairing, Project
 from .records import get_enterprise, get_institution
 from .regions import district_of
+from .schemas import Id
 from .vocab import COOPERATION_MODES
 
 
@@ -27,8 +28,8 @@ class ProjectTerms(BaseModel):
 class ProjectIn(ProjectTerms):
     """A project found outside the system; it counts toward the target too."""
 
-    enterprise_id: int
-    institution_id: int
+    enterprise_id: Id
+    institution_id: Id
     title: str = Field(min_length=1, max_length=500)
     signed_date: date
     industry_chain: str | None = Field(default=None, max_length=50)

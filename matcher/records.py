@@ -191,44 +191,54 @@ def _save_record(ctx: MatcherContext, session: Session, record: Need | Outcome, 
     ctx.indexes.sync()
 
 
+# How each side finds its owner, and what to call it in messages.
+_SIDES = {
+    Need: ("enterprise_id", get_enterprise, get_need, "需求"),
+    Outcome: ("institution_id", get_institution, get_outcome, "成果"),
+}
+
+
+def _create(ctx: MatcherContext, session: Session, model, data):
+    owner_key, get_owner, _get, what = _SIDES[model]
+    get_owner(session, getattr(data, owner_key))
+    record = model()
+    _apply(record, data.model_dump())
+    session.add(record)
+    _save_record(ctx, session, record, what)
+    return record
+
+
+def _update(ctx: MatcherContext, session: Session, model, record_id: int, data):
+    owner_key, get_owner, get_record, what = _SIDES[model]
+    record = get_record(session, record_id)
+    # PATCH semantics: only sent fields change, and the owner and title cannot be blanked.
+    values = {k: v for k, v in data.model_dump(exclude_unset=True).items()
+              if not (k in (owner_key, "title") and v is None)}
+    if owner_key in values:
+        get_owner(session, values[owner_key])
+    _apply(record, values)
+    _save_record(ctx, session, record, what)
+    return record
+
+
 def create_need(ctx: MatcherContext, session: Session, data: NeedIn) -> Need:
-    get_enterprise(session, data.enterprise_id)
-    need = Need()
-    _apply(need, data.model_dump())
-    session.add(need)
-    _save_record(ctx, session, need, "需求")
-    return need
+    """Create a need and index it."""
+    return _create(ctx, session, Need, data)
 
 
 def update_need(ctx: MatcherContext, session: Session, need_id: int, data: NeedUpdate) -> Need:
-    need = get_need(session, need_id)
-    values = {k: v for k, v in data.model_dump(exclude_unset=True).items()
-              if not (k in ("enterprise_id", "title") and v is None)}
-    if "enterprise_id" in values:
-        get_enterprise(session, values["enterprise_id"])
-    _apply(need, values)
-    _save_record(ctx, session, need, "需求")
-    return need
+    """Change the sent fields of a need and re-index it."""
+    return _update(ctx, session, Need, need_id, data)
 
 
 def create_outcome(ctx: MatcherContext, session: Session, data: OutcomeIn) -> Outcome:
-    get_institution(session, data.institution_id)
-    outcome = Outcome()
-    _apply(outcome, data.model_dump())
-    session.add(outcome)
-    _save_record(ctx, session, outcome, "成果")
-    return outcome
+    """Create an outcome and index it."""
+    return _create(ctx, session, Outcome, data)
 
 
 def update_outcome(ctx: MatcherContext, session: Session, outcome_id: int, data: OutcomeUpdate) -> Outcome:
-    outcome = get_outcome(session, outcome_id)
-    values = {k: v for k, v in data.model_dump(exclude_unset=True).items()
-              if not (k in ("institution_id", "title") and v is None)}
-    if "institution_id" in values:
-        get_institution(session, values["institution_id"])
-    _apply(outcome, values)
-    _save_record(ctx, session, outcome, "成果")
-    return outcome
+    """Change the sent fields of an outcome and re-index it."""
+    return _update(ctx, session, Outcome, outcome_id, data)
 
 
 def delete_record(ctx: MatcherContext, session: Session, record: Need | Outcome) -> None:

@@ -55,6 +55,9 @@ Modes = Annotated[list[Annotated[str, Field(max_length=20)]], Field(default_fact
 Keywords = Annotated[list[Annotated[str, Field(max_length=50)]], Field(default_factory=list, max_length=30),
                      AfterValidator(_keywords)]
 Money = Annotated[float | None, Field(default=None, ge=0, le=1_000_000)]
+# Database ids: positive and within a 32-bit integer column on every backend.
+Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
+Mode = Literal["技术开发", "技术转让", "技术许可", "作价投资入股", "技术咨询", "技术服务", "共建研发平台"]
 
 
 class _In(BaseModel):
@@ -101,7 +104,7 @@ class _Budget(_In):
 
 
 class NeedIn(_Budget):
-    enterprise_id: int
+    enterprise_id: Id
     title: Title
     description: LongText = ""
     keywords: Keywords
@@ -123,12 +126,12 @@ class NeedIn(_Budget):
 
 
 class NeedUpdate(NeedIn):
-    enterprise_id: int | None = None
+    enterprise_id: Id | None = None
     title: Title | None = None
 
 
 class OutcomeIn(_Budget):
-    institution_id: int
+    institution_id: Id
     title: Title
     abstract: LongText = ""
     keywords: Keywords
@@ -161,7 +164,7 @@ class OutcomeIn(_Budget):
 
 
 class OutcomeUpdate(OutcomeIn):
-    institution_id: int | None = None
+    institution_id: Id | None = None
     title: Title | None = None
 
 
@@ -249,15 +252,9 @@ class MatchFilters(_In):
     industry_chain: Chain = None
     stage: Literal["实验室", "小试", "中试", "产业化"] | None = None
     region: ShortText = None
-    cooperation_mode: Annotated[str | None, Field(default=None, max_length=20)] = None
-    institution_id: int | None = None
-    enterprise_id: int | None = None
-
-    @model_validator(mode="after")
-    def _mode(self):
-        if self.cooperation_mode and self.cooperation_mode not in COOPERATION_MODES:
-            raise ValueError(f"合作方式须为以下之一：{'、'.join(COOPERATION_MODES)}")
-        return self
+    cooperation_mode: Mode | None = None
+    institution_id: Id | None = None
+    enterprise_id: Id | None = None
 
 
 class SearchRequest(MatchFilters):

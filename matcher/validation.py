@@ -60,6 +60,9 @@ def describe_error(err: dict) -> str:
     template = _TYPE_MESSAGES.get(kind)
     if template is None:
         return f"「{_label(err.get('loc', ()))}」取值无效"
+    if "expected" in ctx:
+        # pydantic writes "'a', 'b' or 'c'"; a Chinese list reads 甲、乙、丙.
+        ctx = {**ctx, "expected": str(ctx["expected"]).replace("'", "").replace(" or ", "、").replace(", ", "、")}
     try:
         text = template.format(**ctx)
     except (KeyError, IndexError):

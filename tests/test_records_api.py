@@ -95,6 +95,14 @@ def test_updated_text_is_reindexed(client):
     ("get", "/needs/abc", None, "invalid_input"),
     ("get", "/no-such-route", None, "not_found"),
     ("post", "/enterprises", {"name": "x", "credit_code": "123"}, "invalid_input"),
+    ("get", "/needs/99999999999999999999999", None, "invalid_input"),
+    ("get", "/needs/0", None, "invalid_input"),
+    ("get", "/needs/1/matches?cooperation_mode=白送", None, "invalid_input"),
+    ("get", "/needs/1/matches?industry_chain=火星", None, "invalid_input"),
+    ("get", "/outcomes/1/matches?stage=没有", None, "invalid_input"),
+    ("get", "/needs?enterprise_id=99999999999", None, "invalid_input"),
+    ("post", "/needs", {"enterprise_id": 99999999999, "title": "t"}, "invalid_input"),
+    ("post", "/pairings", {"need_id": 1, "outcome_id": 1, "broker": "   "}, "invalid_input"),
 ])
 def test_bad_input_gets_a_coded_chinese_4xx(client, method, path, body, code):
     r = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)

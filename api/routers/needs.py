@@ -7,14 +7,14 @@ from matcher import matching, records
 from matcher.models import Need
 from matcher.schemas import MatchFilters, MatchList, NeedIn, NeedOut, NeedUpdate
 
-from ..deps import DB, Ctx
+from ..deps import DB, Ctx, PathId, QueryId
 from ..schemas import Page
 
 router = APIRouter(tags=["技术需求"])
 
 
 @router.get("/needs", response_model=Page[NeedOut], summary="需求列表")
-def list_needs(db: DB, q: str | None = Query(None, max_length=100), enterprise_id: int | None = None,
+def list_needs(db: DB, q: str | None = Query(None, max_length=100), enterprise_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
                offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Need, q=q, offset=offset, limit=limit, enterprise_id=enterprise_id,
@@ -28,24 +28,24 @@ def create_need(data: NeedIn, ctx: Ctx, db: DB):
 
 
 @router.get("/needs/{need_id}", response_model=NeedOut, summary="需求详情")
-def get_need(need_id: int, db: DB):
+def get_need(need_id: PathId, db: DB):
     return records.get_need(db, need_id)
 
 
 @router.patch("/needs/{need_id}", response_model=NeedOut, summary="修改需求")
-def update_need(need_id: int, data: NeedUpdate, ctx: Ctx, db: DB):
+def update_need(need_id: PathId, data: NeedUpdate, ctx: Ctx, db: DB):
     return records.update_need(ctx, db, need_id, data)
 
 
 @router.delete("/needs/{need_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除需求")
-def delete_need(need_id: int, ctx: Ctx, db: DB):
+def delete_need(need_id: PathId, ctx: Ctx, db: DB):
     records.delete_record(ctx, db, records.get_need(db, need_id))
 
 
 @router.get("/needs/{need_id}/matches", response_model=MatchList, summary="为需求推荐成果",
             description="按匹配度返回成果，附中文解释：共同术语、最契合的句子、各因素贡献、缺失字段。"
                         "已被标记为未成功的对接不会再次出现。")
-def need_matches(need_id: int, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
+def need_matches(need_id: PathId, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     results = matching.match_need(ctx, db, need_id, k, filters)
     return {"query": {"need_id": need_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results}

@@ -7,14 +7,14 @@ from matcher import matching, records
 from matcher.models import Outcome
 from matcher.schemas import MatchFilters, MatchList, OutcomeIn, OutcomeOut, OutcomeUpdate
 
-from ..deps import DB, Ctx
+from ..deps import DB, Ctx, PathId, QueryId
 from ..schemas import Page
 
 router = APIRouter(tags=["科技成果"])
 
 
 @router.get("/outcomes", response_model=Page[OutcomeOut], summary="成果列表")
-def list_outcomes(db: DB, q: str | None = Query(None, max_length=100), institution_id: int | None = None,
+def list_outcomes(db: DB, q: str | None = Query(None, max_length=100), institution_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
                offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Outcome, q=q, offset=offset, limit=limit, institution_id=institution_id,
@@ -28,24 +28,24 @@ def create_outcome(data: OutcomeIn, ctx: Ctx, db: DB):
 
 
 @router.get("/outcomes/{outcome_id}", response_model=OutcomeOut, summary="成果详情")
-def get_outcome(outcome_id: int, db: DB):
+def get_outcome(outcome_id: PathId, db: DB):
     return records.get_outcome(db, outcome_id)
 
 
 @router.patch("/outcomes/{outcome_id}", response_model=OutcomeOut, summary="修改成果")
-def update_outcome(outcome_id: int, data: OutcomeUpdate, ctx: Ctx, db: DB):
+def update_outcome(outcome_id: PathId, data: OutcomeUpdate, ctx: Ctx, db: DB):
     return records.update_outcome(ctx, db, outcome_id, data)
 
 
 @router.delete("/outcomes/{outcome_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除成果")
-def delete_outcome(outcome_id: int, ctx: Ctx, db: DB):
+def delete_outcome(outcome_id: PathId, ctx: Ctx, db: DB):
     records.delete_record(ctx, db, records.get_outcome(db, outcome_id))
 
 
 @router.get("/outcomes/{outcome_id}/matches", response_model=MatchList, summary="为成果推荐企业需求",
             description="按匹配度返回企业需求，附中文解释：共同术语、最契合的句子、各因素贡献、缺失字段。"
                         "已被标记为未成功的对接不会再次出现。")
-def outcome_matches(outcome_id: int, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
+def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     results = matching.match_outcome(ctx, db, outcome_id, k, filters)
     return {"query": {"outcome_id": outcome_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results}

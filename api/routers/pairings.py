@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from matcher import pairings, records
 from matcher.models import Pairing
 
-from ..deps import DB
+from ..deps import DB, PathId, QueryId
 from ..schemas import Page, PairingOut, ProjectOut
 
 router = APIRouter(tags=["对接"])
@@ -19,7 +19,7 @@ def create_pairing(data: pairings.PairingCreate, db: DB):
 
 
 @router.get("/pairings", response_model=Page[PairingOut], summary="对接列表")
-def list_pairings(db: DB, need_id: int | None = None, outcome_id: int | None = None,
+def list_pairings(db: DB, need_id: QueryId = None, outcome_id: QueryId = None,
                   stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100),
                   offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Pairing, offset=offset, limit=limit, need_id=need_id,
@@ -28,18 +28,18 @@ def list_pairings(db: DB, need_id: int | None = None, outcome_id: int | None = N
 
 
 @router.get("/pairings/{pairing_id}", response_model=PairingOut, summary="对接详情（含完整历史）")
-def get_pairing(pairing_id: int, db: DB):
+def get_pairing(pairing_id: PathId, db: DB):
     return pairings.get_pairing(db, pairing_id)
 
 
 @router.post("/pairings/{pairing_id}/moves", response_model=PairingOut, summary="推进对接阶段",
              description="已推荐 → 已联系 → 洽谈中 → 已签约，或从任一未结束阶段转为未成功（须给原因）。"
                          "须提交最近读取的 version；被他人改过则返回 409。签约须附 project（合同类型等），同时生成合作项目。")
-def move_pairing(pairing_id: int, move: pairings.PairingMove, db: DB):
+def move_pairing(pairing_id: PathId, move: pairings.PairingMove, db: DB):
     return pairings.move_pairing(db, pairing_id, move)
 
 
 @router.get("/pairings/{pairing_id}/project", response_model=ProjectOut | None, summary="对接生成的合作项目")
-def pairing_project(pairing_id: int, db: DB):
+def pairing_project(pairing_id: PathId, db: DB):
     pairings.get_pairing(db, pairing_id)
     return pairings.project_of(db, pairing_id)

@@ -14,7 +14,7 @@ from matcher.schemas import (
     InstitutionUpdate,
 )
 
-from ..deps import DB
+from ..deps import DB, PathId
 from ..schemas import Page
 
 router = APIRouter()
@@ -34,18 +34,18 @@ def create_enterprise(data: EnterpriseIn, db: DB):
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"], summary="企业详情")
-def get_enterprise(enterprise_id: int, db: DB):
+def get_enterprise(enterprise_id: PathId, db: DB):
     return records.get_enterprise(db, enterprise_id)
 
 
 @router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"], summary="修改企业")
-def update_enterprise(enterprise_id: int, data: EnterpriseUpdate, db: DB):
+def update_enterprise(enterprise_id: PathId, data: EnterpriseUpdate, db: DB):
     return records.update_enterprise(db, enterprise_id, data)
 
 
 @router.delete("/enterprises/{enterprise_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["企业"],
                summary="删除企业（名下无记录时）")
-def delete_enterprise(enterprise_id: int, db: DB):
+def delete_enterprise(enterprise_id: PathId, db: DB):
     records.delete_owner(db, Enterprise, enterprise_id)
 
 
@@ -63,17 +63,17 @@ def create_institution(data: InstitutionIn, db: DB):
 
 
 @router.get("/institutions/{institution_id}", response_model=InstitutionOut, tags=["高校/院所"], summary="高校/院所详情")
-def get_institution(institution_id: int, db: DB):
+def get_institution(institution_id: PathId, db: DB):
     return records.get_institution(db, institution_id)
 
 
 @router.patch("/institutions/{institution_id}", response_model=InstitutionOut, tags=["高校/院所"],
               summary="修改高校/院所")
-def update_institution(institution_id: int, data: InstitutionUpdate, db: DB):
+def update_institution(institution_id: PathId, data: InstitutionUpdate, db: DB):
     return records.update_institution(db, institution_id, data)
 
 
 @router.delete("/institutions/{institution_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["高校/院所"],
                summary="删除高校/院所（名下无记录时）")
-def delete_institution(institution_id: int, db: DB):
+def delete_institution(institution_id: PathId, db: DB):
     records.delete_owner(db, Institution, institution_id)

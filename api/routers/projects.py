@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from matcher import projects, records
 from matcher.models import Project
 
-from ..deps import DB
+from ..deps import DB, PathId
 from ..schemas import Page, ProjectOut
 
 router = APIRouter(tags=["合作项目"])
@@ -33,10 +33,10 @@ def create_project(data: projects.ProjectIn, db: DB):
 
 
 @router.get("/projects/{project_id}", response_model=ProjectOut, summary="合作项目详情")
-def get_project(project_id: int, db: DB):
+def get_project(project_id: PathId, db: DB):
     return projects.get_project(db, project_id)
 
 
 @router.post("/projects/{project_id}/landed", response_model=ProjectOut, summary="标记项目已落地")
-def mark_landed(project_id: int, db: DB, body: LandedIn | None = None):
+def mark_landed(project_id: PathId, db: DB, body: LandedIn | None = None):
     return projects.mark_landed(db, project_id, body.landed_date if body else None)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from matcher import targets
 from matcher.models import Target
 
-from ..deps import DB
+from ..deps import DB, PathId
 from ..schemas import TargetOut
 
 router = APIRouter(tags=["目标与进度"])
@@ -28,12 +28,12 @@ def create_target(data: targets.TargetIn, db: DB):
 
 
 @router.put("/targets/{target_id}", response_model=TargetOut, summary="修改目标")
-def update_target(target_id: int, data: targets.TargetIn, db: DB):
+def update_target(target_id: PathId, data: targets.TargetIn, db: DB):
     return targets.update_target(db, target_id, data)
 
 
 @router.delete("/targets/{target_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除目标")
-def delete_target(target_id: int, db: DB):
+def delete_target(target_id: PathId, db: DB):
     targets.delete_target(db, target_id)
 
 
