@@ -5,38 +5,20 @@ Run: python bench/bench_events.py   (prints figures, asserts nothing about time)
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from matcher.events.solver import Candidate, EventSpec, solve  # noqa: E402
+from matcher.events.solver import solve  # noqa: E402
+from matcher.events.synthetic import synthetic_event  # noqa: E402
 
 RUNS = 5
 
 
-def build_instance(seed: int = 7) -> EventSpec:
-    """30 firms, 30 institutions, 6 slots, 8 candidate pairs per firm with random scores."""
-    rng = random.Random(seed)
-    cands = []
-    outcome = 0
-    for firm in range(1, 31):
-        for k in range(8):
-            outcome += 1
-            cands.append(Candidate(firm * 100 + k % 3, outcome, firm, rng.randint(1, 30), round(rng.random(), 4)))
-    return EventSpec(
-        slots=[f"{9 + i // 2:02d}:{'00' if i % 2 == 0 else '30'}" for i in range(6)],
-        candidates=cands,
-        max_meetings_per_firm=3,
-        max_meetings_per_institution=3,
-        max_meetings_per_slot=15,
-    )
-
-
 def main() -> None:
-    spec = build_instance()
+    spec = synthetic_event()
     results = [solve(spec, time_limit_s=10.0) for _ in range(RUNS)]
     secs = [r.seconds for r in results]
     last = results[-1]

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from matcher.events.synthetic import synthetic_event
 from matcher.events.solver import (
     Candidate,
     EventSpec,
@@ -265,24 +266,8 @@ def test_validate_spec_messages():
     assert not got.feasible and got.infeasible_reasons == validate_spec(bad)
 
 
-def large_instance(seed: int = 7) -> EventSpec:
-    """30 firms × 30 institutions × 6 slots, about 8 candidate pairs per firm."""
-    rng = random.Random(seed)
-    cands = []
-    outcome = 0
-    for firm in range(1, 31):
-        for k in range(8):
-            outcome += 1
-            cands.append(Candidate(firm * 100 + k % 3, outcome, firm, rng.randint(1, 30), round(rng.random(), 4)))
-    return EventSpec(
-        slots=[f"{9 + i // 2:02d}:{'00' if i % 2 == 0 else '30'}" for i in range(6)],
-        candidates=cands,
-        max_meetings_per_firm=3, max_meetings_per_institution=3, max_meetings_per_slot=15,
-    )
-
-
 def test_large_instance_is_correct():
-    spec = large_instance()
+    spec = synthetic_event()
     got = solve(spec, time_limit_s=10)
     assert got.feasible
     check_schedule(spec, got.meetings)
