@@ -29,6 +29,7 @@ class MatcherContext:
     indexes: SearchIndexes
 
     def close(self) -> None:
+        self.indexes.save()
         self.engine.dispose()
 
 

@@ -57,7 +57,7 @@ Keywords = Annotated[list[Annotated[str, Field(max_length=50)]], Field(default_f
 Money = Annotated[float | None, Field(default=None, ge=0, le=1_000_000)]
 # Database ids: positive and within a 32-bit integer column on every backend.
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
-Mode = Literal["技术开发", "技术转让", "技术许可", "作价投资入股", "技术咨询", "技术服务", "共建研发平台"]
+Mode = Literal[COOPERATION_MODES]  # type: ignore[valid-type]  # one list, in vocab.py
 
 
 class _In(BaseModel):

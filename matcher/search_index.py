@@ -9,6 +9,7 @@ rebuilt from the database and the vector cache, never served.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from threading import Lock
@@ -20,12 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.index import IndexMeta, VectorIndex
 
-from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of
+from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import IndexChange
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 _BATCH = 2000
+# Files only speed up start-up (a stale file is caught up from the log), so
+# writes do not rewrite them each time; at most once per interval, and on close.
+SAVE_INTERVAL_S = 60.0
 
 
 class SearchIndexes:
@@ -39,13 +43,15 @@ class SearchIndexes:
         self.indexes = {side: VectorIndex(encoder.dim) for side in SIDES}
         self.version = 0
         self._lock = Lock()
+        self._saved_at = 0.0
+        self._saved_version = -1
 
     # -- vectors -------------------------------------------------------
     def vectors_for(self, records, on_progress: ProgressCallback | None = None) -> np.ndarray:
         """Document vectors of records of one side (from the cache where possible)."""
         if not records:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
-        kind = TEXT_KIND["needs" if type(records[0]).__name__ == "Need" else "outcomes"]
+        kind = TEXT_KIND[side_of(records[0])]
         return self.encoder.encode([document_text(r) for r in records], kind, on_progress=on_progress)
 
     def prepare(self, records, on_progress: ProgressCallback | None = None) -> None:
@@ -56,7 +62,7 @@ class SearchIndexes:
         """
         by_kind: dict[str, list[str]] = {"query": [], "passage": []}
         for r in records:
-            by_kind[TEXT_KIND["needs" if type(r).__name__ == "Need" else "outcomes"]].append(document_text(r))
+            by_kind[TEXT_KIND[side_of(r)]].append(document_text(r))
             by_kind["passage"].extend(sentences_of(r))
         total = sum(len(v) for v in by_kind.values())
         done = 0
@@ -101,6 +107,7 @@ class SearchIndexes:
                 for side, (index, meta) in loaded.items():
                     self.indexes[side] = index
                     self.version = meta.version
+                self._saved_at, self._saved_version = time.monotonic(), self.version
                 self.sync()
                 return "loaded"
             log.info("index files disagree with the database version: rebuilding")
@@ -152,12 +159,20 @@ class SearchIndexes:
                         self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
                     touched += len(ids)
                 self.version = changes[-1][0]
-            self._save()
+            if time.monotonic() - self._saved_at >= SAVE_INTERVAL_S:
+                self._save()
             return touched
 
     def _save(self) -> None:
         for side, index in self.indexes.items():
             index.save(self._path(side), self._meta(len(index)))
+        self._saved_at, self._saved_version = time.monotonic(), self.version
+
+    def save(self) -> None:
+        """Write the index files now if they lag behind (called on shutdown)."""
+        with self._lock:
+            if self._saved_version != self.version:
+                self._save()
 
     def search(self, side: str, vector: np.ndarray, k: int, allowed_ids=None) -> list[tuple[int, float]]:
         """Top-k (id, score) of ``side`` for a vector."""

@@ -67,3 +67,15 @@ def test_stale_index_catches_up_with_other_writers(ctx, settings, encoder):
         (settings.index_dir / name).write_bytes(raw)
     third = build_context(settings, encoder=encoder)
     assert int(hm) not in third.indexes.indexes["outcomes"].ids().tolist()
+
+
+def test_files_lag_writes_but_close_saves_the_current_version(ctx, settings, encoder):
+    from embeddings.index import VectorIndex
+
+    _load(ctx)
+    expect = ctx.indexes._meta()
+    _, on_disk = VectorIndex.load(settings.index_dir / "outcomes.faissidx", expect)
+    assert on_disk.version < ctx.indexes.version  # writes did not rewrite the files
+    ctx.close()
+    _, on_disk = VectorIndex.load(settings.index_dir / "outcomes.faissidx", expect)
+    assert on_disk.version == ctx.indexes.version and on_disk.count == 3

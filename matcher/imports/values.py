@@ -11,6 +11,9 @@ import datetime as _dt
 import re
 import unicodedata
 
+from ..vocab import COOPERATION_MODES, stage_for_trl
+from ..vocab import STAGES as STAGE_TRL_RANGE
+
 __all__ = [
     "clean_text",
     "clean_prose",
@@ -205,10 +208,7 @@ def parse_money_range(s: object) -> tuple[float | None, float | None, bool]:
 
 # --------------------------------------------------------------------------- maturity
 
-STAGES: tuple[str, ...] = ("实验室", "小试", "中试", "产业化")
-STAGE_TRL_RANGE: dict[str, tuple[int, int]] = {
-    "实验室": (1, 3), "小试": (4, 5), "中试": (6, 7), "产业化": (8, 9),
-}
+STAGES: tuple[str, ...] = tuple(STAGE_TRL_RANGE)
 # Checked from the most advanced stage down: "已完成小试，正在中试" is 中试.
 _STAGE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("产业化", ("产业化", "量产", "批量生产", "规模化生产", "规模生产", "商业化", "商品化", "市场化", "已转化", "推广应用")),
@@ -221,10 +221,9 @@ _TRL_BARE = re.compile(r"第?(\d{1,2})级?(?:\(.*\))?")
 
 
 def _stage_for_trl(trl: int) -> str:
-    for stage, (low, high) in STAGE_TRL_RANGE.items():
-        if low <= trl <= high:
-            return stage
-    raise AssertionError(trl)  # pragma: no cover - guarded by the caller
+    stage = stage_for_trl(trl)
+    assert stage is not None, trl  # the caller checks 1..9
+    return stage
 
 
 def parse_maturity(s: object) -> tuple[int | None, str | None]:
@@ -254,9 +253,6 @@ def parse_maturity(s: object) -> tuple[int | None, str | None]:
 
 # --------------------------------------------------------------------------- modes
 
-COOPERATION_MODES: tuple[str, ...] = (
-    "技术开发", "技术转让", "技术许可", "作价投资入股", "技术咨询", "技术服务", "共建研发平台",
-)
 _MODE_SYNONYMS: dict[str, str] = {
     **{mode: mode for mode in COOPERATION_MODES},
     "开发": "技术开发", "委托开发": "技术开发", "合作开发": "技术开发", "联合开发": "技术开发",
