@@ -86,6 +86,26 @@ class VectorIndex:
             except RuntimeError:
                 return None
 
+    def vectors(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of ``ids`` as (n, dim) plus a mask of which ids were found (missing rows are zero)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        if ids.size == 0:
+            return out, found
+        with self._lock:
+            try:
+                out[:] = self._index.reconstruct_batch(ids)
+                found[:] = True
+            except RuntimeError:  # some id is not held: fall back to one by one
+                for n, i in enumerate(ids):
+                    try:
+                        out[n] = self._index.reconstruct(int(i))
+                        found[n] = True
+                    except RuntimeError:
+                        pass
+        return out, found
+
     def search(self, query: np.ndarray, k: int, allowed_ids=None) -> list[tuple[int, float]]:
         """Top ``k`` (id, score) for one query vector, best first.
 

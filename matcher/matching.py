@@ -13,6 +13,7 @@ from .explain import explain
 from .models import Enterprise, Institution, Need, Outcome, Pairing, Project
 from .records import get_need, get_outcome
 from .schemas import MatchFilters
+from .retrieval import Retriever
 from .scoring import DEFAULT_WEIGHTS, Weights, combine, factors
 from .vocab import PAIRING_STAGES
 
@@ -84,18 +85,21 @@ def _pairings_for(session: Session, need_ids: set[int], outcome_ids: set[int]) -
 
 
 def _rank(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
-          filters: MatchFilters | None, weights: Weights) -> list[dict]:
-    allowed = _allowed_ids(session, side, filters)
+          allowed: list[int] | None, weights: Weights, method: str = "full") -> list[tuple]:
+    """(Scored, record, pairing) best first: text relevance by ``method``, then the structured factors."""
     pool = max(k * POOL_FACTOR, MIN_POOL)
-    hits = ctx.indexes.search(side, query.vector, pool, allowed)
+    retriever = Retriever(ctx.indexes, ctx.encoder, weights, method)
+    cands = retriever.candidates(side, query.text, query.vector, pool, allowed)
     model = Outcome if side == "outcomes" else Need
-    ids = [i for i, _ in hits]
+    ids = [c.id for c in cands]
     records = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids))).unique()} if ids else {}
+    cands = retriever.score(side, query.text, cands, records.get)
+    with_factors = method == "full"
     if side == "outcomes":
         institutions = {r.institution_id for r in records.values()}
     else:
         institutions = {query.outcome.institution_id} if query.outcome else set()
-    signed = _signed_counts(session, institutions)
+    signed = _signed_counts(session, institutions) if with_factors else {}
     if query.need is not None:
         pairings = _pairings_for(session, {query.need.id}, set(ids))
     elif query.outcome is not None:
@@ -104,24 +108,28 @@ def _rank(ctx: MatcherContext, session: Session, query: Query, side: str, k: int
         pairings = {}
 
     scored = []
-    for rid, text_score in hits:
-        record = records.get(rid)
+    for cand in cands:
+        record = records.get(cand.id)
         if record is None or record.deleted_at is not None:
             continue  # deleted since the index was read: never served
         need, outcome = (query.need, record) if side == "outcomes" else (record, query.outcome)
         pairing = pairings.get((need.id if need else None, outcome.id if outcome else None))
         if pairing is not None and pairing.stage == "declined":
             continue  # a broker already ruled this pair out
-        if outcome is not None:
+        if with_factors and outcome is not None:
             fs = factors(need, outcome, signed.get(outcome.institution_id, 0))
-            result = combine(text_score, fs, weights, relational=need is not None and outcome is not None)
+            result = combine(cand.text_score, fs, weights, relational=need is not None and outcome is not None)
         else:
-            result = combine(text_score, [], weights, relational=False)
+            result = combine(cand.text_score, [], weights, relational=False)
+        result.evidence = cand
         scored.append((result, record, pairing))
     scored.sort(key=lambda t: -t[0].score)
+    return scored[:k]
 
+
+def _explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple], weights: Weights) -> list[dict]:
     out = []
-    for rank, (result, record, pairing) in enumerate(scored[:k], start=1):
+    for rank, (result, record, pairing) in enumerate(scored, start=1):
         item = {
             "rank": rank,
             "score": result.score,
@@ -146,12 +154,18 @@ def _stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
     return vec
 
 
+def _matches(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
+             filters: MatchFilters | None, weights: Weights) -> list[dict]:
+    allowed = _allowed_ids(session, side, filters)
+    return _explained(ctx, query, side, _rank(ctx, session, query, side, k, allowed, weights), weights)
+
+
 def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
                filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
     """Outcomes ranked for a stored need, best first, each explained."""
     need = get_need(session, need_id)
     query = Query(document_text(need), _stored_vector(ctx, "needs", need), need=need)
-    return _rank(ctx, session, query, "outcomes", k, filters, weights)
+    return _matches(ctx, session, query, "outcomes", k, filters, weights)
 
 
 def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int = 10,
@@ -159,17 +173,29 @@ def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int
     """Needs ranked for a stored outcome, best first, each explained."""
     outcome = get_outcome(session, outcome_id)
     query = Query(document_text(outcome), _stored_vector(ctx, "outcomes", outcome), outcome=outcome)
-    return _rank(ctx, session, query, "needs", k, filters, weights)
+    return _matches(ctx, session, query, "needs", k, filters, weights)
+
+
+def _text_query(ctx: MatcherContext, text: str, target: str) -> Query:
+    # Looking for outcomes the text is a question (query); looking for needs it
+    # describes a capability (passage), exactly as stored outcomes are.
+    kind = "query" if target == "outcomes" else "passage"
+    return Query(text, ctx.encoder.encode([text], kind)[0])
 
 
 def search_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
                 filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
-    """Either side ranked for free text.
+    """Either side ranked for free text, best first, each explained."""
+    return _matches(ctx, session, _text_query(ctx, text, target), target, k, filters, weights)
 
-    Looking for outcomes, the text is a question (encoded as a query);
-    looking for needs, it describes a capability (encoded as a passage),
-    exactly as stored outcomes are.
+
+def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
+              method: str = "full", allowed_ids: list[int] | None = None,
+              weights: Weights = DEFAULT_WEIGHTS) -> list[tuple[int, float]]:
+    """(record id, score) best first for free text, unexplained: what the evaluation harness measures.
+
+    Same ranking as :func:`search_text` for ``method="full"``; ``allowed_ids``
+    restricts the candidates (a reranking evaluation).
     """
-    kind = "query" if target == "outcomes" else "passage"
-    vector = ctx.encoder.encode([text], kind)[0]
-    return _rank(ctx, session, Query(text, vector), target, k, filters, weights)
+    scored = _rank(ctx, session, _text_query(ctx, text, target), target, k, allowed_ids, weights, method)
+    return [(record.id, result.score) for result, record, _ in scored]

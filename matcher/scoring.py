@@ -9,6 +9,7 @@ Weights live in :class:`Weights`, one configuration with defaults.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .models import Need, Outcome
 from .vocab import LOCALITY_TIERS
@@ -19,6 +20,12 @@ class Weights:
     """How much each factor may add to the text relevance (cosine scale)."""
 
     text: float = 1.0
+    # Text relevance (matcher.retrieval); values chosen with `matcher eval` on the dev sets, see docs/quality.md.
+    lexical: float = 0.25          # BM25 z-score, in units of the pool's dense spread
+    keyword_parts: float = 0.3     # share of the keyword-by-keyword match for keyword-list queries
+    sentence: float = 0.5          # share of the best sentence for long texts
+    long_text_chars: int = 400     # a body this long is also scored sentence by sentence
+    fusion: str = "zscore"         # or "rrf" (kept for comparison in the harness)
     # Cosine relevance of e5 spreads over a few hundredths between close
     # candidates; factors must tip near-ties, not overrule the text.
     industry_chain: float = 0.01
@@ -149,6 +156,7 @@ class Scored:
     confidence: float
     weak: bool
     factors: list[Factor]
+    evidence: Any = None  # the retrieval's per-channel scores (matcher.retrieval.Candidate)
 
     def breakdown(self, weights: Weights) -> list[dict]:
         out = []

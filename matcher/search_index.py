@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.index import IndexMeta, VectorIndex
+from embeddings.lexical import LexicalIndex
 
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import IndexChange
+from .tokens import TermTokenizer
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -41,6 +43,9 @@ class SearchIndexes:
         self.index_dir = Path(index_dir)
         self.source = source
         self.indexes = {side: VectorIndex(encoder.dim) for side in SIDES}
+        # The lexical channel is rebuilt from the database at start (it has no file).
+        self.tokenizer = TermTokenizer()
+        self.lexical = {side: LexicalIndex() for side in SIDES}
         self.version = 0
         self._lock = Lock()
         self._saved_at = 0.0
@@ -75,6 +80,16 @@ class SearchIndexes:
             )
             done += len(texts)
 
+    def _index_lexical(self, side: str, records) -> None:
+        """Learn the records' keywords as terms, then (re)index their tokens."""
+        for r in records:
+            self.tokenizer.add_terms(r.keywords or [])
+        self.lexical[side].upsert([r.id for r in records], [self.tokenizer.tokens(document_text(r)) for r in records])
+
+    def _live_records(self, session: Session, side: str) -> list:
+        model = MODEL_OF[side]
+        return [r for r in session.scalars(select(model).where(model.deleted_at.is_(None))).unique() if is_indexed(r)]
+
     # -- lifecycle -----------------------------------------------------
     def _path(self, side: str) -> Path:
         return self.index_dir / f"{side}.faissidx"
@@ -104,9 +119,13 @@ class SearchIndexes:
         if loaded:
             versions = {meta.version for _, meta in loaded.values()}
             if len(versions) == 1 and versions.pop() <= db_version:
-                for side, (index, meta) in loaded.items():
-                    self.indexes[side] = index
-                    self.version = meta.version
+                with self._lock, self.sessions() as session:
+                    for side, (index, meta) in loaded.items():
+                        self.indexes[side] = index
+                        self.version = meta.version
+                        lexical = LexicalIndex()
+                        self.lexical[side] = lexical
+                        self._index_lexical(side, self._live_records(session, side))
                 self._saved_at, self._saved_version = time.monotonic(), self.version
                 self.sync()
                 return "loaded"
@@ -121,14 +140,14 @@ class SearchIndexes:
                 version = self._db_version(session)
                 fresh = {}
                 for side in SIDES:
-                    model = MODEL_OF[side]
                     index = VectorIndex(self.encoder.dim)
-                    records = [r for r in session.scalars(select(model).where(model.deleted_at.is_(None))).unique()
-                               if is_indexed(r)]
+                    records = self._live_records(session, side)
                     for start in range(0, len(records), _BATCH):
                         batch = records[start : start + _BATCH]
                         index.upsert([r.id for r in batch], self.vectors_for(batch, on_progress))
                     fresh[side] = index
+                    self.lexical[side] = LexicalIndex()
+                    self._index_lexical(side, records)
             self.indexes = fresh
             self.version = version
             self._save()
@@ -155,8 +174,10 @@ class SearchIndexes:
                     live = [records[i] for i in ids if i in records and is_indexed(records[i])]
                     gone = [i for i in ids if i not in records or not is_indexed(records[i])]
                     self.indexes[side].remove(gone)
+                    self.lexical[side].remove(gone)
                     if live:
                         self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
+                        self._index_lexical(side, live)
                     touched += len(ids)
                 self.version = changes[-1][0]
             if time.monotonic() - self._saved_at >= SAVE_INTERVAL_S:

@@ -24,8 +24,8 @@ STOPWORDS = frozenset(
 
 def embed_text(title: str, body: str | None, keywords: list[str] | None = None) -> str:
     """The one text a need or outcome is embedded as: title, body, keywords."""
-    parts = [title.strip()]
-    if body and body.strip() and body.strip() != title.strip():
+    parts = [title.strip()] if title and title.strip() else []
+    if body and body.strip() and body.strip() != (title or "").strip():
         parts.append(body.strip())
     if keywords:
         parts.append("关键词：" + "、".join(keywords))

@@ -1,0 +1,1 @@
+"""Measure ranking quality on BEIR-style sets (``matcher eval``)."""

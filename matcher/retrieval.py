@@ -1,0 +1,183 @@
+"""Text relevance: dense and lexical candidates, fused on the cosine scale.
+
+Methods, each a superset of the one before (``matcher eval --method``):
+
+- ``bm25``: the lexical channel alone (jieba tokens + bigrams, BM25);
+- ``dense``: the embedding channel alone (cosine of e5 vectors);
+- ``hybrid``: candidates from both channels, a dense-weighted z-score fusion;
+- ``full``: hybrid plus query handling (a list of keywords is also matched
+  keyword by keyword) and sentence-level scoring of long texts, then the
+  structured factors (applied by :mod:`matcher.matching`). The service uses it.
+
+The fused score stays on the cosine scale: ``dense + lexical × σ_dense × z_bm25``,
+i.e. the BM25 evidence moves a document by a number of the pool's dense
+standard deviations. Structured-factor weights and the weak-match threshold
+are therefore in the same unit whatever the fusion does.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embeddings.cached_encoder import CachedEncoder
+
+from .documents import body_of, sentences_of
+from .scoring import Weights
+from .search_index import SearchIndexes
+
+METHODS = ("bm25", "dense", "hybrid", "full")
+FUSIONS = ("zscore", "rrf")
+_RRF_K = 60
+_PART_SPLIT = re.compile(r"[、，,；;|/\s]+")
+_MAX_PARTS = 8
+_MAX_PART_CHARS = 24
+
+
+@dataclass
+class Candidate:
+    """One candidate document and the evidence for its text relevance."""
+
+    id: int
+    dense: float = 0.0
+    lexical: float = 0.0
+    keywords: float | None = None  # mean cosine of the query's keywords, when the query is a keyword list
+    sentence: float | None = None  # best sentence's cosine, for long texts
+    text_score: float = 0.0
+
+
+def keyword_parts(text: str) -> list[str]:
+    """The keywords of a query written as a list (a、b、c), or [] for prose.
+
+    Needs are often posted as a handful of terms; each term is then matched on
+    its own as well, so one rare term is not averaged away by the others.
+    """
+    text = (text or "").strip()
+    if not text or "。" in text:
+        return []
+    parts = [p for p in _PART_SPLIT.split(text) if p]
+    if not 2 <= len(parts) <= _MAX_PARTS or any(len(p) > _MAX_PART_CHARS for p in parts):
+        return []
+    return parts
+
+
+def _zscores(values: np.ndarray) -> np.ndarray:
+    std = float(values.std())
+    if std < 1e-9:
+        return np.zeros_like(values)
+    return (values - values.mean()) / std
+
+
+def _rrf(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    return 1.0 / (_RRF_K + ranks)
+
+
+class Retriever:
+    """Candidates and text scores for one query against one side's indexes.
+
+    Holds the query's state between steps: make one per query, not per process.
+    """
+
+    def __init__(self, indexes: SearchIndexes, encoder: CachedEncoder, weights: Weights, method: str = "full"):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        self.indexes, self.encoder, self.weights, self.method = indexes, encoder, weights, method
+
+    def candidates(self, side: str, query_text: str, query_vec: np.ndarray, pool: int,
+                   allowed_ids: Sequence[int] | None) -> list[Candidate]:
+        """The union of each channel's top ``pool``, each with both channels' scores."""
+        self._query_vec = np.asarray(query_vec, dtype=np.float32)
+        ids: dict[int, None] = {}
+        tokens = None
+        if self.method != "dense":
+            tokens = self.indexes.tokenizer.tokens(query_text)
+            for i, _ in self.indexes.lexical[side].search(tokens, pool, allowed_ids):
+                ids.setdefault(i, None)
+        if self.method != "bm25":
+            for i, _ in self.indexes.search(side, query_vec, pool, allowed_ids):
+                ids.setdefault(i, None)
+        if not ids:
+            return []
+        id_list = list(ids)
+        vectors, found = self.indexes.indexes[side].vectors(id_list)
+        dense = vectors @ np.asarray(query_vec, dtype=np.float32)
+        lexical = (self.indexes.lexical[side].scores(tokens, id_list) if tokens is not None
+                   else np.zeros(len(id_list), dtype=np.float32))
+        self._vectors = {i: v for i, v, ok in zip(id_list, vectors, found) if ok}
+        return [Candidate(i, float(d), float(s)) for i, d, s, ok in zip(id_list, dense, lexical, found) if ok]
+
+    def score(self, side: str, query_text: str, cands: list[Candidate],
+              record_of: Callable[[int], object | None]) -> list[Candidate]:
+        """Fill ``text_score`` of each candidate by the method; returns them best first."""
+        if not cands:
+            return []
+        w = self.weights
+        lexical = np.array([c.lexical for c in cands])
+        if self.method == "bm25":
+            for c in cands:
+                c.text_score = c.lexical
+            return sorted(cands, key=lambda c: -c.text_score)
+        dense = np.array([c.dense for c in cands])
+        if self.method == "full" and side == "outcomes":
+            dense = self._keyword_adjusted(query_text, cands, dense)
+            dense = self._sentence_adjusted(cands, dense, record_of)
+        if self.method == "dense":
+            fused = dense
+        elif w.fusion == "rrf":
+            fused = _rrf(dense) + _rrf(lexical)
+        else:
+            fused = dense + w.lexical * float(dense.std()) * _zscores(lexical)
+        for c, s in zip(cands, fused):
+            c.text_score = round(float(s), 6)
+        return sorted(cands, key=lambda c: -c.text_score)
+
+    def _keyword_adjusted(self, query_text: str, cands: list[Candidate], dense: np.ndarray) -> np.ndarray:
+        parts = keyword_parts(query_text)
+        if not parts or self.weights.keyword_parts <= 0:
+            return dense
+        part_vecs = self.encoder.encode(parts, "query")
+        doc_vecs = np.stack([self._vectors[c.id] for c in cands])
+        per_part = doc_vecs @ part_vecs.T
+        mean = per_part.mean(axis=1)
+        for c, m in zip(cands, mean):
+            c.keywords = round(float(m), 6)
+        g = self.weights.keyword_parts
+        return (1 - g) * dense + g * mean
+
+    def _sentence_adjusted(self, cands: list[Candidate], dense: np.ndarray,
+                           record_of: Callable[[int], object | None]) -> np.ndarray:
+        beta = self.weights.sentence
+        if beta <= 0:
+            return dense
+        long_ones = []
+        for n, c in enumerate(cands):
+            record = record_of(c.id)
+            if record is not None and len(body_of(record) or "") >= self.weights.long_text_chars:
+                sentences = sentences_of(record)
+                if len(sentences) >= 2:
+                    long_ones.append((n, sentences))
+        if not long_ones:
+            return dense
+        flat = [s for _, ss in long_ones for s in ss]
+        vecs = self.encoder.encode(flat, "passage")
+        out = dense.copy()
+        start = 0
+        query = self._query_vec
+        for n, ss in long_ones:
+            best = float((vecs[start : start + len(ss)] @ query).max())
+            start += len(ss)
+            cands[n].sentence = round(best, 6)
+            # Never lowers a document: a long text is judged by its best passage when that fits better.
+            out[n] = max(out[n], (1 - beta) * out[n] + beta * best)
+        return out
+
+    def rank(self, side: str, query_text: str, query_vec: np.ndarray, pool: int,
+             allowed_ids: Sequence[int] | None, record_of: Callable[[int], object | None]) -> list[Candidate]:
+        """Candidates scored by the method, best first."""
+        cands = self.candidates(side, query_text, query_vec, pool, allowed_ids)
+        return self.score(side, query_text, cands, record_of)
