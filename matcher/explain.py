@@ -8,7 +8,7 @@ from embeddings.cached_encoder import CachedEncoder
 from .documents import sentences_of
 from .models import Need, Outcome
 from .scoring import Scored, Weights
-from .textutil import shared_terms
+from .textutil import related_terms, shared_terms
 
 _NEED_FIELDS = {"description": "需求内容", "industry_chain": "产业链", "cooperation_modes": "合作方式",
                 "budget": "预算", "keywords": "关键词"}
@@ -68,7 +68,7 @@ def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, reco
     return {
         "summary": _summary(terms, scored, record_missing),
         "shared_terms": terms,
-        "related_terms": [],
+        "related_terms": related_terms(query_text, body, terms),
         "best_sentences": best_sentences(encoder, query_vec, record),
         "missing_fields": record_missing,
         "factors": scored.breakdown(weights),

@@ -193,7 +193,7 @@ def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, cre
     if obj is None:
         if kind == "outcomes":
             obj = Institution(name=name, kind=attrs["kind"], location=attrs["location"],
-                              locality=locality_tier(attrs["location"] or name))
+                              locality=locality_tier(attrs["location"], name))
         else:
             code = attrs["credit_code"]
             if code and session.scalar(select(Enterprise.id).where(Enterprise.credit_code == code)) is not None:
@@ -208,7 +208,7 @@ def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, cre
             if value and not getattr(obj, key, None) and key != "credit_code":
                 setattr(obj, key, value)
         if isinstance(obj, Institution) and not obj.locality:
-            obj.locality = locality_tier(obj.location or obj.name)
+            obj.locality = locality_tier(obj.location, obj.name)
     cache[name] = obj
     return obj
 

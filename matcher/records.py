@@ -137,7 +137,7 @@ def update_enterprise(session: Session, enterprise_id: int, data: EnterpriseUpda
 
 def create_institution(session: Session, data: InstitutionIn) -> Institution:
     obj = Institution(**data.model_dump())
-    obj.locality = locality_tier(obj.location or obj.name)
+    obj.locality = locality_tier(obj.location, obj.name)
     session.add(obj)
     _commit_unique(session, "高校/院所")
     return obj
@@ -149,7 +149,7 @@ def update_institution(session: Session, institution_id: int, data: InstitutionU
         if key == "name" and value is None:
             continue
         setattr(obj, key, value)
-    obj.locality = locality_tier(obj.location or obj.name)
+    obj.locality = locality_tier(obj.location, obj.name)
     _commit_unique(session, "高校/院所")
     return obj
 

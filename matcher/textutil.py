@@ -90,3 +90,38 @@ def shared_terms(query: str, document: str, limit: int = 8) -> list[str]:
         if not any(t in k for k in kept):
             kept.append(t)
     return kept[:limit]
+
+
+def _is_subsequence(short: str, long: str) -> bool:
+    it = iter(long)
+    return all(ch in it for ch in short)
+
+
+def related_terms(query: str, document: str, shared: list[str], limit: int = 5) -> list[str]:
+    """Query terms the document words differently, as "query term≈document term".
+
+    A term is related when it is the other's abbreviation: all its characters
+    occur in order in the other term and both keep the same last character
+    (the head noun in Chinese): 锂电池≈锂离子电池, 热泵≈空气源热泵. Terms
+    already shared are skipped; each document term is used once.
+    """
+    words = [w for w in jieba.cut((document or "").lower()) if w.strip()]
+    # jieba cuts 锂离子电池 into 锂离子 + 电池: adjacent word pairs restore such compounds.
+    phrases = [a + b for a, b in zip(words, words[1:]) if re.fullmatch(r"[\u4e00-\u9fff]{2,8}", a + b)]
+    doc_terms = [t for t in dict.fromkeys(terms(document) + phrases) if t not in shared]
+    out: list[str] = []
+    used: set[str] = set()
+    for q in terms(query):
+        if len(q) < 2 or any(q in s for s in shared) or q in (document or "").lower():
+            continue
+        for d in sorted(doc_terms, key=len):
+            if d in used or d == q or d[-1] != q[-1]:
+                continue
+            short, long = (q, d) if len(q) < len(d) else (d, q)
+            if len(short) >= 2 and len(long) - len(short) <= 4 and _is_subsequence(short, long):
+                out.append(f"{q}≈{d}")
+                used.add(d)
+                break
+        if len(out) >= limit:
+            break
+    return out

@@ -44,10 +44,15 @@ def stage_for_trl(trl: int | None) -> str | None:
     return None
 
 
-def locality_tier(location: str | None) -> str | None:
-    """Classify an institution's location as local / weihai / shandong / other."""
+def locality_tier(location: str | None, name: str | None = None) -> str | None:
+    """Classify an institution's location as local / weihai / shandong / other.
+
+    Without a location the name may still tell (山东大学（威海）); a name that
+    names no place gives None, never "other": a missing field must not score.
+    """
     if not location:
-        return None
+        tier = locality_tier(name) if name else None
+        return None if tier == "other" else tier
     if "文登" in location:
         return "local"
     if "威海" in location or any(d in location for d in ("环翠", "荣成", "乳山")):
