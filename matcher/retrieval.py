@@ -34,6 +34,7 @@ _RRF_K = 60
 _PART_SPLIT = re.compile(r"[、，,；;|/\s]+")
 _MAX_PARTS = 8
 _MAX_PART_CHARS = 24
+_FEEDBACK_DOCS = 3
 
 
 @dataclass
@@ -126,15 +127,34 @@ class Retriever:
         if self.method == "full" and side == "outcomes":
             dense = self._keyword_adjusted(query_text, cands, dense)
             dense = self._sentence_adjusted(cands, dense, record_of)
-        if self.method == "dense":
-            fused = dense
-        elif w.fusion == "rrf":
-            fused = _rrf(dense) + _rrf(lexical)
-        else:
-            fused = dense + w.lexical * float(dense.std()) * _zscores(lexical)
+        fused = self._fuse(dense, lexical)
+        if self.method == "full" and w.feedback > 0 and len(cands) > _FEEDBACK_DOCS:
+            dense = self._feedback_adjusted(cands, dense, fused)
+            fused = self._fuse(dense, lexical)
         for c, s in zip(cands, fused):
             c.text_score = round(float(s), 6)
         return sorted(cands, key=lambda c: -c.text_score)
+
+    def _fuse(self, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        if self.method == "dense":
+            return dense
+        if self.weights.fusion == "rrf":
+            return _rrf(dense) + _rrf(lexical)
+        return dense + self.weights.lexical * float(dense.std()) * _zscores(lexical)
+
+    def _feedback_adjusted(self, cands: list[Candidate], dense: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """Pseudo-relevance feedback: move the query towards its best few candidates and score again.
+
+        The best candidates of the fused ranking share the query's topic in
+        words the query did not use; their centroid fills those words in.
+        """
+        top = np.argsort(-fused)[:_FEEDBACK_DOCS]
+        doc_vecs = np.stack([self._vectors[c.id] for c in cands])
+        query = self._query_vec + self.weights.feedback * doc_vecs[top].mean(axis=0)
+        query /= np.linalg.norm(query)
+        # Keep the other adjustments' share: only the plain cosine part is replaced.
+        plain = np.array([c.dense for c in cands])
+        return dense + (doc_vecs @ query - plain)
 
     def _keyword_adjusted(self, query_text: str, cands: list[Candidate], dense: np.ndarray) -> np.ndarray:
         parts = keyword_parts(query_text)

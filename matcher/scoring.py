@@ -25,6 +25,7 @@ class Weights:
     keyword_parts: float = 0.3     # share of the keyword-by-keyword match for keyword-list queries
     sentence: float = 0.5          # share of the best sentence for long texts
     long_text_chars: int = 400     # a body this long is also scored sentence by sentence
+    feedback: float = 0.0          # pseudo-relevance feedback: weight of the top candidates' centroid
     fusion: str = "zscore"         # or "rrf" (kept for comparison in the harness)
     # Cosine relevance of e5 spreads over a few hundredths between close
     # candidates; factors must tip near-ties, not overrule the text.

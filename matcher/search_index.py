@@ -119,13 +119,11 @@ class SearchIndexes:
         if loaded:
             versions = {meta.version for _, meta in loaded.values()}
             if len(versions) == 1 and versions.pop() <= db_version:
-                with self._lock, self.sessions() as session:
+                with self._lock:
                     for side, (index, meta) in loaded.items():
                         self.indexes[side] = index
                         self.version = meta.version
-                        lexical = LexicalIndex()
-                        self.lexical[side] = lexical
-                        self._index_lexical(side, self._live_records(session, side))
+                    self._open_lexical()
                 self._saved_at, self._saved_version = time.monotonic(), self.version
                 self.sync()
                 return "loaded"
@@ -184,9 +182,29 @@ class SearchIndexes:
                 self._save()
             return touched
 
+    def _lexical_path(self, side: str) -> Path:
+        return self.index_dir / f"{side}.lexical.npz"
+
+    def _lexical_meta(self) -> dict:
+        return {"source": self.source, "version": self.version, "tokenizer": self.tokenizer.signature}
+
+    def _open_lexical(self) -> None:
+        """Load the lexical files saved with the vector files, or re-tokenise from the database."""
+        for side in SIDES:
+            got = LexicalIndex.load(self._lexical_path(side))
+            if got is not None and all(got[1].get(k) == v for k, v in self._lexical_meta().items()):
+                self.lexical[side] = got[0]
+                self.tokenizer.add_terms(got[1].get("terms", []))
+                continue
+            log.info("lexical index %s missing or stale: re-tokenising from the database", side)
+            with self.sessions() as session:
+                self.lexical[side] = LexicalIndex()
+                self._index_lexical(side, self._live_records(session, side))
+
     def _save(self) -> None:
         for side, index in self.indexes.items():
             index.save(self._path(side), self._meta(len(index)))
+            self.lexical[side].save(self._lexical_path(side), {**self._lexical_meta(), "terms": self.tokenizer.terms})
         self._saved_at, self._saved_version = time.monotonic(), self.version
 
     def save(self) -> None:

@@ -42,6 +42,17 @@ class TermTokenizer:
         self._lock = Lock()
         self.add_terms(user_terms)
 
+    @property
+    def signature(self) -> str:
+        """What a saved token list depends on: a saved index made with another tokenizer is not reused."""
+        return f"jieba-search{'+bigrams' if self.bigrams else ''}/v1"
+
+    @property
+    def terms(self) -> list[str]:
+        """The learned user-dictionary terms (saved with the lexical index)."""
+        with self._lock:
+            return sorted(self._terms)
+
     def add_terms(self, terms: Iterable[str]) -> int:
         """Teach the tokenizer technical terms (e.g. records' keywords); returns how many were new."""
         new = 0

@@ -79,3 +79,22 @@ def test_files_lag_writes_but_close_saves_the_current_version(ctx, settings, enc
     ctx.close()
     _, on_disk = VectorIndex.load(settings.index_dir / "outcomes.faissidx", expect)
     assert on_disk.version == ctx.indexes.version and on_disk.count == 3
+
+
+def test_lexical_index_is_saved_and_loaded_not_retokenised(ctx, settings, encoder, caplog, monkeypatch):
+    _load(ctx)
+    ctx.indexes.save()
+    assert (settings.index_dir / "outcomes.lexical.npz").exists()
+    calls = []
+    from matcher.tokens import TermTokenizer
+
+    original = TermTokenizer.tokens
+    monkeypatch.setattr(TermTokenizer, "tokens", lambda self, text: calls.append(text) or original(self, text))
+    again = build_context(settings, encoder=encoder)
+    assert calls == []  # nothing re-tokenised at start-up
+    hits = again.indexes.lexical["outcomes"].search(again.indexes.tokenizer.tokens("海马苗种成活率"), 3)
+    assert hits and hits[0][0] == _top(again)[0]
+    # A stale or missing lexical file is rebuilt from the database.
+    (settings.index_dir / "outcomes.lexical.npz").unlink()
+    third = build_context(settings, encoder=encoder)
+    assert len(third.indexes.lexical["outcomes"]) == 3

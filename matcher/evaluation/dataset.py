@@ -110,3 +110,18 @@ def load_eval_set(directory: str | Path, split: str | None = None) -> EvalSet:
     if not queries:
         raise DatasetError(f"{directory} 中没有带相关性标注的查询" + (f"（split={split}）" if split else ""))
     return EvalSet(directory.name, queries, corpus, qrels)
+
+
+def subsample(eval_set: EvalSet, docs: int, queries: int | None = None, seed: int = 0) -> EvalSet:
+    """A smaller set for quick checks: the first ``queries`` queries, every document they judge,
+    and random other documents up to ``docs`` in all (distractors keep the task honest)."""
+    import random
+
+    kept_queries = eval_set.queries[:queries] if queries else list(eval_set.queries)
+    judged = {d for q in kept_queries for d in eval_set.qrels[q.id]}
+    others = [d for d in eval_set.corpus if d.id not in judged]
+    random.Random(seed).shuffle(others)
+    extra = {d.id for d in others[: max(0, docs - len(judged))]}
+    corpus = [d for d in eval_set.corpus if d.id in judged or d.id in extra]
+    return EvalSet(f"{eval_set.name}[{len(kept_queries)}q/{len(corpus)}d]", kept_queries, corpus,
+                   {q.id: eval_set.qrels[q.id] for q in kept_queries})
