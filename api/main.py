@@ -10,7 +10,8 @@ from matcher.context import MatcherContext, build_context
 from matcher.settings import Settings, get_settings
 
 from . import errors
-from .routers import imports, needs, outcomes, pairings, parties, projects, search, system, targets
+from .routers import (events, imports, learning, needs, outcomes, pairings, parties, pipeline, projects, search, system,
+                      targets)
 
 DESCRIPTION = """
 产学研对接撮合服务：把**企业技术需求**与**高校科技成果**做语义匹配（多语言 e5 向量 + FAISS），
@@ -49,6 +50,6 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
                                 status_code=413)
         return await call_next(request)
 
-    for module in (system, parties, needs, outcomes, search, imports, pairings, projects, targets):
+    for module in (system, parties, needs, outcomes, search, imports, learning, pairings, projects, targets, pipeline, events):
         app.include_router(module.router)
     return app

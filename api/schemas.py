@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from matcher.clock import as_utc
 
 T = TypeVar("T")
 
@@ -96,3 +98,75 @@ class TargetOut(BaseModel):
     year_start: int
     year_end: int
     count: int
+
+
+class NamedRef(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+
+
+class TitledRef(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    title: str
+
+
+class EventSlotOut(BaseModel):
+    label: str
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+class MeetingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    slot_index: int
+    slot_label: str
+    need: TitledRef
+    enterprise: NamedRef
+    outcome: TitledRef
+    institution: NamedRef
+    score: float
+    text_score: float
+    summary: str | None
+
+
+class _CreatedUtc(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("created_at", check_fields=False)
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # SQLite returns stored UTC times without a zone; answer the same instant on every backend.
+        return as_utc(value)
+
+
+class EventOut(_CreatedUtc):
+    """A scheduled matchmaking event; ``gap_vs_greedy`` = (objective − greedy) ÷ objective."""
+
+    id: int
+    title: str
+    held_on: date | None
+    location: str | None
+    created_at: datetime
+    status: str
+    solver: str
+    objective: float
+    greedy_objective: float
+    gap_vs_greedy: float
+    solve_seconds: float
+    candidate_count: int
+    slots: list[EventSlotOut]
+    settings: dict
+    participants: dict
+    skipped: list[dict]
+    meetings: list[MeetingOut]
+
+
+class EventBrief(_CreatedUtc):
+    id: int
+    title: str
+    held_on: date | None
+    created_at: datetime
+    status: str
+    objective: float

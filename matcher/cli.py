@@ -90,13 +90,16 @@ def import_needs(file: Path = typer.Argument(..., exists=True, dir_okay=False, h
 
 @app.command()
 def seed():
-    """载入示意种子数据（重复执行不会产生重复记录）。"""
+    """载入示意种子数据：需求与成果清单，以及示例对接、签约项目和目标（重复执行不会产生重复记录）。"""
     from .seed import load_seed
+    from .seed_pipeline import load_pipeline
 
     ctx = _context()
     with _progress("编码种子数据") as update:
         reports = load_seed(ctx, on_file=lambda kind, path: console.print(f"导入 {path.name}"), on_progress=update)
     for report in reports:
+        console.print(f"  {report.filename}：{report.message}")
+    for report in load_pipeline(ctx):
         console.print(f"  {report.filename}：{report.message}")
 
 
@@ -194,3 +197,6 @@ def build_model():
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app()
+
+
+from . import cli_quality  # noqa: E402,F401  (registers `matcher eval` on the same app)

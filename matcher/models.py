@@ -217,3 +217,57 @@ class Target(Timestamps, Base):
     year_start: Mapped[int] = mapped_column(Integer)
     year_end: Mapped[int] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class MatchEvent(Timestamps, Base):
+    """A scheduled matchmaking event (对接会): its settings, the solver's result and its meetings."""
+
+    __tablename__ = "match_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    held_on: Mapped[date | None] = mapped_column(Date)
+    location: Mapped[str | None] = mapped_column(String(200))
+    # [{"label", "starts_at", "ends_at"}] in the order the meetings run.
+    slots: Mapped[list] = mapped_column(JSON, default=list)
+    # Capacities and other knobs as the caller sent them, to read the schedule back against.
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    # {"need_ids": [...], "outcome_ids": [...]} after expanding firms and institutions.
+    participants: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Records left out of the event and why (withdrawn outcome, declined pair, ...).
+    skipped: Mapped[list] = mapped_column(JSON, default=list)
+    candidate_count: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))  # optimal / feasible
+    solver: Mapped[str] = mapped_column(String(20))
+    objective: Mapped[float] = mapped_column(Float)
+    greedy_objective: Mapped[float] = mapped_column(Float)
+    gap_vs_greedy: Mapped[float] = mapped_column(Float)
+    solve_seconds: Mapped[float] = mapped_column(Float)
+
+    meetings: Mapped[list["MatchEventMeeting"]] = relationship(
+        back_populates="event", order_by="[MatchEventMeeting.slot_index, MatchEventMeeting.id]",
+        cascade="all, delete-orphan", lazy="selectin",
+    )
+
+
+class MatchEventMeeting(Base):
+    """One scheduled need–outcome meeting of an event, in one slot."""
+
+    __tablename__ = "match_event_meetings"
+    __table_args__ = (UniqueConstraint("event_id", "need_id", "outcome_id", name="uq_event_meeting_pair"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("match_events.id", ondelete="CASCADE"), index=True)
+    slot_index: Mapped[int] = mapped_column(Integer)
+    slot_label: Mapped[str] = mapped_column(String(50))
+    need_id: Mapped[int] = mapped_column(ForeignKey("needs.id"))
+    outcome_id: Mapped[int] = mapped_column(ForeignKey("outcomes.id"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    text_score: Mapped[float] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+
+    event: Mapped[MatchEvent] = relationship(back_populates="meetings")
+    need: Mapped[Need] = relationship(lazy="joined")
+    outcome: Mapped[Outcome] = relationship(lazy="joined")
+    enterprise: Mapped[Enterprise] = relationship(lazy="joined")
+    institution: Mapped[Institution] = relationship(lazy="joined")

@@ -1,7 +1,7 @@
 """Pairings and their stage machine: proposed → contacted → negotiating → signed | declined."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from .clock import as_utc, local_date
 from .errors import Conflict, Invalid, NotFound
 from .models import Pairing, PairingEvent, Project, utcnow
 from .projects import ProjectTerms, create_project_for_pairing
@@ -54,8 +55,12 @@ def get_pairing(session: Session, pairing_id: int) -> Pairing:
     return obj
 
 
-def create_pairing(session: Session, data: PairingCreate) -> Pairing:
-    """Propose a need–outcome pairing; the same pair is never proposed twice."""
+def propose(session: Session, data: PairingCreate, at: datetime | None = None) -> Pairing:
+    """Add a proposed pairing to the caller's transaction (not committed).
+
+    The same need–outcome pair is never proposed twice. ``at`` backdates the
+    proposal (seeded history); by default it is now.
+    """
     need = get_need(session, data.need_id)
     outcome = get_outcome(session, data.outcome_id)
     existing = session.scalar(select(Pairing).where(Pairing.need_id == need.id, Pairing.outcome_id == outcome.id))
@@ -63,28 +68,40 @@ def create_pairing(session: Session, data: PairingCreate) -> Pairing:
         raise Conflict("pairing_exists",
                        f"该需求与成果已有对接记录（编号{existing.id}，{PAIRING_STAGES[existing.stage]}），不能重复推荐",
                        details={"pairing_id": existing.id})
+    when = at or utcnow()
     pairing = Pairing(need_id=need.id, outcome_id=outcome.id, institution_id=outcome.institution_id,
                       broker=data.broker.strip(), note=data.note, score=data.score, explanation=data.explanation,
-                      stage="proposed")
-    pairing.events.append(PairingEvent(actor=data.broker.strip(), from_stage=None, to_stage="proposed", note=data.note))
+                      stage="proposed", created_at=when, stage_changed_at=when)
+    pairing.events.append(PairingEvent(actor=data.broker.strip(), at=when, from_stage=None, to_stage="proposed",
+                                       note=data.note))
     session.add(pairing)
+    return pairing
+
+
+def create_pairing(session: Session, data: PairingCreate) -> Pairing:
+    """Propose a need–outcome pairing and commit it; the same pair is never proposed twice."""
+    pairing = propose(session, data)
     session.commit()
     return pairing
 
 
-def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: date | None = None) -> Pairing:
-    """Move a pairing to its next stage, keeping history; signing records the project.
+def apply_move(session: Session, pairing: Pairing, move: PairingMove, today: date | None = None,
+               at: datetime | None = None) -> None:
+    """Check a move against the stage machine and apply it in the caller's transaction (not committed).
 
     The caller's ``version`` must be the current one: two brokers editing the
-    same pairing cannot silently overwrite each other.
+    same pairing cannot silently overwrite each other. ``at`` backdates the
+    event (seeded history); by default it is now.
     """
-    pairing = get_pairing(session, pairing_id)
     if move.version != pairing.version:
         raise Conflict("version_conflict",
                        f"对接记录已被他人修改（当前版本 {pairing.version}，您提交的是 {move.version}），请刷新后重试",
                        details={"current_version": pairing.version})
     if move.to_stage not in PAIRING_STAGES:
         raise Invalid("invalid_stage", f"阶段「{move.to_stage}」无效，可选：{'、'.join(PAIRING_STAGES)}")
+    if at is not None and pairing.events and as_utc(at) < as_utc(pairing.events[-1].at):
+        # Stage durations are read from consecutive events; they must not run backwards.
+        raise Invalid("history_out_of_order", "对接历史的时间不能早于上一步")
     allowed = TRANSITIONS[pairing.stage]
     if move.to_stage not in allowed:
         nexts = "、".join(PAIRING_STAGES[s] for s in allowed) or "无（已结束）"
@@ -102,17 +119,57 @@ def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: da
         if move.project is None:
             raise Invalid("project_required", "签约须填写项目信息（合同类型、签约日期等）")
         create_project_for_pairing(session, pairing, move.project, move.actor, today=today)
+    when = at or utcnow()
     from_stage = pairing.stage
     pairing.stage = move.to_stage
-    pairing.stage_changed_at = utcnow()
-    pairing.events.append(PairingEvent(actor=move.actor, from_stage=from_stage, to_stage=move.to_stage,
+    pairing.stage_changed_at = when
+    pairing.events.append(PairingEvent(actor=move.actor, at=when, from_stage=from_stage, to_stage=move.to_stage,
                                        note=move.note or move.decline_note))
+
+
+def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: date | None = None) -> Pairing:
+    """Move a pairing to its next stage, keeping history; signing records the project (committed)."""
+    pairing = get_pairing(session, pairing_id)
+    apply_move(session, pairing, move, today=today)
     try:
         session.commit()
     except StaleDataError as exc:
         session.rollback()
         raise Conflict("version_conflict", "对接记录已被他人同时修改，请刷新后重试") from exc
     return pairing
+
+
+def record_history(session: Session, need_id: int, outcome_id: int, broker: str, steps: list[dict],
+                   note: str | None = None) -> Pairing:
+    """Add a pairing with an already dated history to the caller's transaction (seed data, back-filled records).
+
+    ``steps`` run from the proposal on, each ``{"stage", "at"}`` (an aware
+    datetime) plus what that move needs (``decline_reason``, ``decline_note``,
+    ``contract_type`` for signing; optional ``actor``, ``note``). Every step goes
+    through the same checks as a live move; a signed step records its project,
+    dated the local day it was signed.
+    """
+    first, *moves = steps
+    pairing = propose(session, PairingCreate(need_id=need_id, outcome_id=outcome_id, broker=broker, note=note),
+                      at=first["at"])
+    session.flush()  # signing needs the pairing's id
+    for step in moves:
+        project = None
+        if step["stage"] == "signed":
+            project = ProjectTerms(contract_type=step.get("contract_type", ""), signed_date=local_date(step["at"]))
+        apply_move(session, pairing, PairingMove(
+            to_stage=step["stage"], actor=step.get("actor") or broker, version=pairing.version, note=step.get("note"),
+            decline_reason=step.get("decline_reason"), decline_note=step.get("decline_note"), project=project),
+            at=step["at"])
+        session.flush()  # one version per move, as moves made one by one leave it
+    return pairing
+
+
+def check_stage_filter(stage: str | None) -> str | None:
+    """A stage used as a list filter must be one of the known stages (else 422, not an empty list)."""
+    if stage is not None and stage not in PAIRING_STAGES:
+        raise Invalid("invalid_stage", f"阶段「{stage}」无效，可选：{'、'.join(PAIRING_STAGES)}")
+    return stage
 
 
 def project_of(session: Session, pairing_id: int) -> Project | None:

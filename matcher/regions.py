@@ -6,6 +6,7 @@ REGION_TREE: dict[str, tuple[str, ...]] = {
     "山东省": ("威海市", "烟台市", "青岛市", "济南市"),
     "威海市": ("环翠区", "文登区", "荣成市", "乳山市", "威海高区", "威海经区", "威海临港区"),
 }
+UNKNOWN_REGION = "未知"
 _ALIASES = {"文登": "文登区", "高区": "威海高区", "高技术产业开发区": "威海高区", "经区": "威海经区",
             "经济技术开发区": "威海经区", "临港": "威海临港区", "环翠": "环翠区", "荣成": "荣成市", "乳山": "乳山市"}
 
@@ -34,6 +35,11 @@ def district_of(location: str | None) -> str | None:
         if alias in location:
             return name
     return location
+
+
+def region_of(location: str | None) -> str:
+    """The region a firm's location counts toward (a project's default region; a pairing's region)."""
+    return district_of(location) or UNKNOWN_REGION
 
 
 def known_regions() -> list[str]:

@@ -62,19 +62,38 @@ def delete_target(session: Session, target_id: int) -> None:
     session.commit()
 
 
+# The years a target or a report may cover (the same bounds as TargetIn).
+MIN_YEAR, MAX_YEAR = 2000, 2100
+
+
 def parse_period(year: int | None, period: str | None) -> tuple[int, int]:
-    """(start, end) years from ``year=2025`` or ``period=2024-2026``."""
+    """(start, end) years from ``year=2025`` or ``period=2024-2026``; anything else is a coded 422."""
     if period:
         try:
-            start, end = (int(p) for p in period.replace("–", "-").split("-"))
+            start, end = (int(p) for p in period.replace("–", "-").replace("—", "-").split("-"))
         except ValueError as exc:
             raise Invalid("invalid_period", "期间格式须为 起始年-结束年，例如 2024-2026") from exc
         if end < start:
             raise Invalid("invalid_period", "结束年不能早于起始年")
+        if start < MIN_YEAR or end > MAX_YEAR:
+            raise Invalid("invalid_period", f"期间须在 {MIN_YEAR} 至 {MAX_YEAR} 年之间")
         return start, end
     if year is None:
         raise Invalid("year_required", "须提供 year（如 2025）或 period（如 2024-2026）")
     return year, year
+
+
+def clean_region(region: str) -> str:
+    """The region a report is for, stripped; blank is a coded 422."""
+    region = region.strip()
+    if not region:
+        raise Invalid("region_required", "须提供区域，如 文登区 或 威海市")
+    return region
+
+
+def signed_in(regions: set[str], start: date, until: date) -> list:
+    """Where-clauses for the projects a report counts: in ``regions``, signed from ``start`` to ``until``."""
+    return [Project.region.in_(regions), Project.signed_date >= start, Project.signed_date <= until]
 
 
 def progress(session: Session, region: str, start_year: int, end_year: int, today: date | None = None) -> dict:
@@ -87,8 +106,7 @@ def progress(session: Session, region: str, start_year: int, end_year: int, toda
     regions = regions_within(region)
     signed = 0
     if counted_until >= start:
-        signed = session.scalar(select(func.count(Project.id)).where(
-            Project.region.in_(regions), Project.signed_date >= start, Project.signed_date <= counted_until)) or 0
+        signed = session.scalar(select(func.count(Project.id)).where(*signed_in(regions, start, counted_until))) or 0
     total_days = (end - start).days + 1
     elapsed_days = max(0, min(total_days, (today - start).days + 1))
     fraction = elapsed_days / total_days

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 import sys
 import unicodedata
@@ -36,6 +37,7 @@ from openpyxl.styles import Alignment, Font
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "outcomes"
 NEED_DIR = HERE / "needs"
+PIPELINE_DIR = HERE / "pipeline"
 FIXED_TIME = dt.datetime(2025, 6, 30, 9, 0, 0)
 
 # ---------------------------------------------------------------------------
@@ -1097,6 +1099,150 @@ NAMED_PAIRS = [
 ]
 
 # ---------------------------------------------------------------------------
+# Illustrative pipeline (示例数据): brokers' pairings with their stage history,
+# signed projects (most through a pairing, a few entered directly) and targets.
+# Broker names are invented; no contract amount is given; dates only place the
+# demonstration on a calendar (2024–2025) and record nothing that happened.
+# ---------------------------------------------------------------------------
+PIPELINE_FILE = "示例对接与签约.json"
+BROKERS = ["王晓丽", "李建国", "刘海燕", "孙志强"]
+PIPELINE_NOTE = "示例数据：演示用的对接记录，不是真实对接"
+
+
+class Pair(NamedTuple):
+    firm: str           # short firm name (FIRMS)
+    need: str           # need title
+    institution: str
+    outcome: str        # outcome title
+    broker: str
+    # (stage, "YYYY-MM-DD") in order; signed carries its contract type, declined its reason (and note).
+    history: tuple
+    contract_type: str = ""
+    decline_reason: str = ""
+    decline_note: str = ""
+
+
+def _p(firm, need, inst, outcome, broker, *days, contract="", reason="", note=""):
+    """A pairing whose open stages run in order on ``days``; the last day signs or declines it when asked."""
+    end = "signed" if contract else "declined" if reason else None
+    history = tuple(zip(("proposed", "contacted", "negotiating"), days[:-1] if end else days))
+    if end:
+        history += ((end, days[-1]),)
+    return Pair(firm, need, inst, outcome, broker, history, contract, reason, note)
+
+
+PAIRINGS = [
+    # signed (2024)
+    _p("天润工业", "大功率发动机曲轴抗疲劳与耐磨性能提升", "吉林大学威海仿生研究院", "激光仿生耦合耐磨抗疲劳技术", "王晓丽",
+       "2024-02-26", "2024-03-08", "2024-04-15", "2024-06-20", contract="技术许可"),
+    _p("银泽生物", "海马人工育苗成活率低，需选育优良种苗", "鲁东大学", "海马新种质创制及产业化应用", "刘海燕",
+       "2024-03-12", "2024-03-20", "2024-05-09", "2024-08-16", contract="技术转让"),
+    _p("迪嘉药业", "原料药硝化反应釜式工艺安全风险高", "青岛科技大学", "芳烃硝化连续流微反应工艺", "李建国",
+       "2024-04-02", "2024-04-18", "2024-06-05", "2024-09-27", contract="技术开发"),
+    _p("宏安集团", "商用车制动鼓减重与铸造废品率偏高", "吉林大学", "商用车制动鼓轻量化与铸造缺陷控制", "王晓丽",
+       "2024-05-14", "2024-05-30", "2024-07-22", "2024-11-12", contract="技术开发"),
+    # signed (2025)
+    _p("万和七彩", "设施草莓种植用工多、品质不稳，需要智能化管理方案", "山东省果树研究所", "草莓智慧高效生产技术集成创新与示范",
+       "刘海燕", "2024-10-15", "2024-11-04", "2025-01-10", "2025-03-18", contract="技术服务"),
+    _p("亘元新材料", "新能源汽车电池包用高导热绝缘硅胶垫片开发", "青岛科技大学", "高导热低硬度有机硅导热界面材料制备技术",
+       "李建国", "2024-11-20", "2024-12-05", "2025-02-24", "2025-04-29", contract="技术开发"),
+    _p("继振西洋参", "老参地重茬种植西洋参保苗率低", "吉林大学", "西洋参连作障碍土壤修复与仿生健康栽培技术", "孙志强",
+       "2025-01-08", "2025-02-17", "2025-03-26", "2025-06-10", contract="技术转让"),
+    _p("长和光导", "抗弯曲单模光纤预制棒工艺优化", "哈尔滨工业大学（威海）", "抗弯曲单模光纤折射率剖面设计与预制棒制备", "孙志强",
+       "2025-02-11", "2025-02-25", "2025-04-08", "2025-07-15", contract="技术开发"),
+    _p("道地参业", "西洋参产品以初加工为主，需开发高附加值深加工产品", "天津科技大学", "西洋参皂苷定向转化与功能食品精深加工技术",
+       "孙志强", "2025-03-03", "2025-03-21", "2025-05-12", "2025-08-28", contract="技术转让"),
+    _p("奥文电机", "永磁同步电机振动噪声偏大", "哈尔滨工业大学（威海）", "电机电磁振动噪声分析与优化设计", "王晓丽",
+       "2025-04-09", "2025-04-23", "2025-06-17", "2025-09-19", contract="技术开发"),
+    _p("鸣川汽车", "新能源汽车电驱壳体压铸件气孔超标", "重庆大学", "铝合金高真空压铸气孔控制技术", "王晓丽",
+       "2025-05-20", "2025-06-03", "2025-07-29", "2025-11-06", contract="技术开发"),
+    # declined
+    _p("万和七彩", "草莓采后保鲜期短、运输损耗大", "天津科技大学", "浆果类果实气调保鲜与冷链贮运技术", "刘海燕",
+       "2024-04-10", "2024-04-25", "2024-06-12", reason="price"),
+    _p("森鹿皮业", "制革废水氨氮和盐分超标处理难", "哈尔滨工业大学（威海）", "高盐高氨氮工业废水电化学处理技术", "王晓丽",
+       "2024-06-03", "2024-07-01", reason="benefit_unclear"),
+    _p("正大环保", "污泥干化设备能耗高、臭气大", "重庆大学", "市政污泥闭式热泵低温干化技术", "李建国",
+       "2024-07-16", "2024-08-02", "2024-09-10", "2024-11-20", reason="price"),
+    _p("宏安集团", "轮毂轴承单元密封件早期失效问题", "青岛科技大学", "汽车橡胶减振元件耐久性提升技术", "王晓丽",
+       "2024-09-05", "2024-09-30", reason="other", note="成果针对减振元件，与密封件失效问题不对口"),
+    _p("迈世腾科技", "智能装备主控板国产芯片替代", "哈尔滨工业大学（威海）", "碳化硅功率模块银烧结封装工艺", "李建国",
+       "2025-01-20", "2025-02-10", "2025-03-05", reason="institution_unwilling"),
+    _p("润辉生物", "鱼皮胶原蛋白肽酶解得率低、腥味重", "吉林大学", "鹿骨胶原蛋白肽制备技术", "刘海燕",
+       "2025-03-14", "2025-03-28", "2025-05-06", reason="trl_gap"),
+    _p("驰云网络", "中小企业生产排产软件开发", "哈尔滨工业大学（威海）", "中小企业轻量化制造执行系统", "孙志强",
+       "2025-06-09", "2025-06-24", "2025-08-05", "2025-10-14", reason="price"),
+    # negotiating
+    _p("迈世腾科技", "养老场景非接触式人员跌倒报警终端开发", "山东大学（威海）", "毫米波雷达非接触式生命体征监测与跌倒识别技术",
+       "李建国", "2025-06-16", "2025-07-02", "2025-09-08"),
+    _p("昆嵛电缆", "风电用耐扭曲柔性电缆护套材料开发", "青岛科技大学", "风电电缆用耐扭曲氯化聚乙烯护套料", "李建国",
+       "2025-07-07", "2025-07-21", "2025-10-13"),
+    _p("驰云网络", "基于大模型的企业知识库问答系统", "哈尔滨工业大学（威海）", "面向垂直行业的大语言模型知识库问答系统", "孙志强",
+       "2025-08-04", "2025-08-19", "2025-11-03"),
+    _p("润辉生物", "发酵法生产γ-氨基丁酸产量低", "天津科技大学", "微生物发酵高产γ-氨基丁酸技术", "刘海燕",
+       "2025-08-25", "2025-09-09", "2025-11-24"),
+    # contacted
+    _p("森鹿皮业", "皮革鞣制铬污染治理与无铬鞣制工艺开发", "青岛科技大学", "生态型无铬鞣剂及少铬鞣制工艺", "王晓丽",
+       "2025-09-02", "2025-09-23"),
+    _p("天润工业", "曲轴磨削烧伤在线无损检测", "哈尔滨工业大学（威海）", "磨削烧伤磁巴克豪森噪声无损检测", "王晓丽",
+       "2025-09-15", "2025-10-09"),
+    _p("亘元新材料", "锂电池隔膜涂覆浆料沉降、涂层掉粉", "青岛科技大学", "锂电池隔膜涂覆用勃姆石浆料", "李建国",
+       "2025-10-10", "2025-10-28"),
+    _p("道地参业", "西洋参全流程质量追溯平台建设", "北京交通大学威海研究院", "基于区块链的产品质量追溯平台", "孙志强",
+       "2025-10-20", "2025-11-12"),
+    # proposed
+    _p("驰云网络", "制造企业设备联网与数据采集网关开发", "北京交通大学威海研究院", "工业设备多协议数据采集边缘网关", "孙志强",
+       "2025-11-05"),
+    _p("昆嵛电缆", "中压电缆出厂局部放电检测与绝缘缺陷定位", "重庆大学", "电力电缆局部放电在线监测与绝缘状态评估", "李建国",
+       "2025-11-18"),
+    _p("银泽生物", "养殖车间流水养殖改循环水系统", "鲁东大学", "海水工厂化循环水养殖系统集成", "刘海燕",
+       "2025-12-02"),
+    _p("继振西洋参", "西洋参收购环节农药残留快速筛查", "天津科技大学", "农药残留胶体金快速检测技术", "孙志强",
+       "2025-12-09"),
+]
+
+# Projects found outside the system (a bureau survey, a firm's report): no pairing behind them.
+DIRECT_PROJECTS = [
+    # (firm, institution, title, contract type, signed date, broker or "")
+    ("天润工业", "哈尔滨工业大学（威海）", "连杆与曲轴机加产线机器人自动上下料改造", "技术开发", "2024-07-09", "王晓丽"),
+    ("迪嘉药业", "天津科技大学", "原料药结晶过程控制与晶型研究合作", "技术服务", "2024-12-03", ""),
+    ("鸣川汽车", "吉林大学", "汽车座椅骨架热成形钢轻量化合作", "技术开发", "2025-05-15", "刘海燕"),
+    ("润辉生物", "天津科技大学", "益生菌高密度发酵冻干技术转让", "技术转让", "2025-10-21", ""),
+]
+
+# Wendeng's written targets (威文政发〔2024〕6号: at least 20 a year, 60 over 2024–2026) and Weihai's 100+ a year.
+TARGETS = [
+    ("文登区", 2024, 2026, 60), ("文登区", 2024, 2024, 20), ("文登区", 2025, 2025, 20), ("文登区", 2026, 2026, 20),
+    ("威海市", 2024, 2024, 100), ("威海市", 2025, 2025, 100), ("威海市", 2026, 2026, 100),
+]
+
+
+def pipeline_document() -> dict:
+    """The pipeline seed as the JSON document matcher/seed_pipeline.py loads."""
+    def at(day: str) -> str:
+        return f"{day}T09:30:00+08:00"
+
+    pairings = []
+    for p in PAIRINGS:
+        history = []
+        for stage, day in p.history:
+            step = {"stage": stage, "at": at(day), "actor": p.broker}
+            if stage == "signed":
+                step["contract_type"] = p.contract_type
+            if stage == "declined":
+                step["decline_reason"] = p.decline_reason
+                if p.decline_note:
+                    step["decline_note"] = p.decline_note
+            history.append(step)
+        pairings.append({"enterprise": FIRMS[p.firm][0], "need": p.need, "institution": p.institution,
+                         "outcome": p.outcome, "broker": p.broker, "note": PIPELINE_NOTE, "history": history})
+    projects = [{"enterprise": FIRMS[f][0], "institution": i, "title": t, "contract_type": c, "signed_date": d,
+                 "broker": b or None} for f, i, t, c, d, b in DIRECT_PROJECTS]
+    targets = [{"region": r, "year_start": a, "year_end": b, "count": n} for r, a, b, n in TARGETS]
+    return {"说明": "示例数据（illustrative）：经纪人姓名、对接历史、签约日期均为演示而编，不代表真实对接或合同；不含合同金额。",
+            "targets": targets, "pairings": pairings, "projects": projects}
+
+
+# ---------------------------------------------------------------------------
 # Files and their header aliases (see the column spec: template header first, then aliases)
 # ---------------------------------------------------------------------------
 OUTCOME_FILES = [
@@ -1385,6 +1531,10 @@ def build() -> None:
         else:
             write_xlsx(path, "需求清单", spec["columns"], rows)
         print(f"wrote {path.relative_to(HERE.parent)}  ({len(rows)} needs)")
+    PIPELINE_DIR.mkdir(exist_ok=True)
+    path = PIPELINE_DIR / PIPELINE_FILE
+    path.write_text(json.dumps(pipeline_document(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(HERE.parent)}  ({len(PAIRINGS)} pairings, {len(DIRECT_PROJECTS)} direct projects)")
 
 
 # ---------------------------------------------------------------------------
@@ -1617,6 +1767,29 @@ def check() -> None:
     need(any(re.search(r"[０-９]", c) for c in raw_cells), "no full-width digits anywhere")
     need(sum(1 for r in outcomes if not norm(r.get("abstract"))) >= 1, "no merged outcome row")
 
+    # --- illustrative pipeline
+    ntitle_of = {(norm(r["enterprise"]), norm(r["title"])) for r in needs}
+    otitle_of = {(norm(r["institution"]), norm(r["title"])) for r in outcomes}
+    nexts = {None: ("proposed",), "proposed": ("contacted", "declined"), "contacted": ("negotiating", "declined"),
+             "negotiating": ("signed", "declined")}
+    pair_keys = Counter((p.need, p.outcome) for p in PAIRINGS)
+    need(max(pair_keys.values()) == 1, "a pipeline pairing is listed twice")
+    for p in PAIRINGS:
+        need((norm(FIRMS[p.firm][0]), norm(p.need)) in ntitle_of, f"pipeline need missing: {p.firm} {p.need}")
+        need((norm(p.institution), norm(p.outcome)) in otitle_of, f"pipeline outcome missing: {p.institution} {p.outcome}")
+        need(p.broker in BROKERS, f"unknown broker {p.broker}")
+        prev, prev_day = None, ""
+        for stage, day in p.history:
+            need(stage in nexts.get(prev, ()), f"{p.need}: {prev} → {stage} is not a legal move")
+            need(day > prev_day and "2024-01-01" <= day <= "2025-12-31", f"{p.need}: day {day} out of order or range")
+            prev, prev_day = stage, day
+    final = Counter(p.history[-1][0] for p in PAIRINGS)
+    need(set(final) == {"proposed", "contacted", "negotiating", "signed", "declined"}, f"pipeline stages: {final}")
+    for f, i, t, c, d, b in DIRECT_PROJECTS:
+        need(f in FIRMS and i in INSTITUTIONS and "2024-01-01" <= d <= "2025-12-31", f"direct project {t}")
+    written = json.loads((PIPELINE_DIR / PIPELINE_FILE).read_text(encoding="utf-8"))
+    need(written == pipeline_document(), f"{PIPELINE_FILE} differs from build_seed.py: run build_seed.py")
+
     if errors:
         print("CHECK FAILED:")
         for e in errors:
@@ -1633,6 +1806,8 @@ def check() -> None:
     print("needs by chain:   ", chain_counts(needs))
     print("outcomes per institution:", ", ".join(f"{k} {v}" for k, v in per_inst.items()))
     print("needs per firm:", ", ".join(f"{k} {v}" for k, v in per_firm.items()))
+    print(f"pipeline (示例): {len(PAIRINGS)} pairings ({', '.join(f'{k} {v}' for k, v in sorted(final.items()))}), "
+          f"{len(DIRECT_PROJECTS)} direct projects, {len(TARGETS)} targets")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse, Response
 from matcher import importer
 from matcher.errors import DomainError
 from matcher.imports.templates import template_csv, template_xlsx
+from matcher.spreadsheets import XLSX_MEDIA_TYPE
 
 from ..deps import DB, Ctx
+from ..downloads import attachment
 from ..schemas import ErrorOut, ImportReportOut
 
 router = APIRouter(tags=["导入"])
 _CHUNK = 1024 * 1024
-_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
@@ -58,14 +59,11 @@ async def import_needs(ctx: Ctx, db: DB, file: UploadFile = File(...), partial: 
 
 
 @router.get("/imports/templates/{kind}", summary="下载导入模板", response_class=Response,
-            responses={200: {"content": {_XLSX: {}, "text/csv": {}}}})
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}})
 def template(kind: Literal["outcomes", "needs"], format: Literal["xlsx", "csv"] = "xlsx"):
     name = {"outcomes": "科技成果导入模板", "needs": "技术需求导入模板"}[kind]
-    from urllib.parse import quote
-
     if format == "csv":
         body, media, ext = template_csv(kind), "text/csv; charset=utf-8", "csv"
     else:
-        body, media, ext = template_xlsx(kind), _XLSX, "xlsx"
-    disposition = f"attachment; filename=template.{ext}; filename*=UTF-8''{quote(name)}.{ext}"
-    return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+        body, media, ext = template_xlsx(kind), XLSX_MEDIA_TYPE, "xlsx"
+    return attachment(body, f"{name}.{ext}", media, f"template.{ext}")

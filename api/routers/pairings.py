@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import Response
 
-from matcher import pairings, records
+from matcher import exports, pairings, records
 from matcher.models import Pairing
 
 from ..deps import DB, PathId, QueryId
+from ..downloads import XLSX_RESPONSES, xlsx_response
 from ..schemas import Page, PairingOut, ProjectOut
 
 router = APIRouter(tags=["对接"])
@@ -22,9 +24,20 @@ def create_pairing(data: pairings.PairingCreate, db: DB):
 def list_pairings(db: DB, need_id: QueryId = None, outcome_id: QueryId = None,
                   stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100),
                   offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+    pairings.check_stage_filter(stage)
     total, items = records.list_records(db, Pairing, offset=offset, limit=limit, need_id=need_id,
                                         outcome_id=outcome_id, stage=stage, broker=broker)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+@router.get("/pairings/export.xlsx", summary="导出对接列表（Excel）", response_class=Response,
+            description="与 /pairings 列表相同的筛选条件（need_id、outcome_id、stage、broker），不分页；"
+                        f"最多 {exports.EXPORT_MAX_ROWS} 行，超过请缩小筛选范围。",
+            responses=XLSX_RESPONSES)
+def export_pairings(db: DB, need_id: QueryId = None, outcome_id: QueryId = None,
+                    stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100)):
+    body = exports.pairing_list_export(db, need_id=need_id, outcome_id=outcome_id, stage=stage, broker=broker)
+    return xlsx_response(body, "对接列表.xlsx", "pairings.xlsx")
 
 
 @router.get("/pairings/{pairing_id}", response_model=PairingOut, summary="对接详情（含完整历史）")
