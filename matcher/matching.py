@@ -84,9 +84,14 @@ def _pairings_for(session: Session, need_ids: set[int], outcome_ids: set[int]) -
     return {(p.need_id, p.outcome_id): p for p in rows}
 
 
-def _rank(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
-          allowed: list[int] | None, weights: Weights, method: str = "full") -> list[tuple]:
-    """(Scored, record, pairing) best first: text relevance by ``method``, then the structured factors."""
+def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
+                allowed: list[int] | None, weights: Weights, method: str = "full") -> list[tuple]:
+    """The top ``k`` as (Scored, record, pairing), best first, unexplained.
+
+    Text relevance by ``method`` (see :mod:`matcher.retrieval`), then the
+    structured factors; ``allowed`` restricts the candidates; deleted records
+    and pairs a broker declined are never returned.
+    """
     pool = max(k * POOL_FACTOR, MIN_POOL)
     retriever = Retriever(ctx.indexes, ctx.encoder, weights, method)
     cands = retriever.candidates(side, query.text, query.vector, pool, allowed)
@@ -127,7 +132,8 @@ def _rank(ctx: MatcherContext, session: Session, query: Query, side: str, k: int
     return scored[:k]
 
 
-def _explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple], weights: Weights) -> list[dict]:
+def explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple], weights: Weights) -> list[dict]:
+    """API result rows for :func:`rank_scored`'s output, each with its Chinese explanation."""
     out = []
     for rank, (result, record, pairing) in enumerate(scored, start=1):
         item = {
@@ -147,7 +153,8 @@ def _explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple]
     return out
 
 
-def _stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
+def stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
+    """The record's vector as indexed (encoded on the spot if it is not indexed)."""
     vec = ctx.indexes.vector_of(side, record.id)
     if vec is None:  # closed or withdrawn records are not indexed but can still ask
         vec = ctx.encoder.encode([document_text(record)], TEXT_KIND[side])[0]
@@ -157,14 +164,14 @@ def _stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
 def _matches(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
              filters: MatchFilters | None, weights: Weights) -> list[dict]:
     allowed = _allowed_ids(session, side, filters)
-    return _explained(ctx, query, side, _rank(ctx, session, query, side, k, allowed, weights), weights)
+    return explained(ctx, query, side, rank_scored(ctx, session, query, side, k, allowed, weights), weights)
 
 
 def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
                filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
     """Outcomes ranked for a stored need, best first, each explained."""
     need = get_need(session, need_id)
-    query = Query(document_text(need), _stored_vector(ctx, "needs", need), need=need)
+    query = Query(document_text(need), stored_vector(ctx, "needs", need), need=need)
     return _matches(ctx, session, query, "outcomes", k, filters, weights)
 
 
@@ -172,7 +179,7 @@ def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int
                   filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
     """Needs ranked for a stored outcome, best first, each explained."""
     outcome = get_outcome(session, outcome_id)
-    query = Query(document_text(outcome), _stored_vector(ctx, "outcomes", outcome), outcome=outcome)
+    query = Query(document_text(outcome), stored_vector(ctx, "outcomes", outcome), outcome=outcome)
     return _matches(ctx, session, query, "needs", k, filters, weights)
 
 
@@ -197,7 +204,7 @@ def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "o
     Same ranking as :func:`search_text` for ``method="full"``; ``allowed_ids``
     restricts the candidates (a reranking evaluation).
     """
-    scored = _rank(ctx, session, _text_query(ctx, text, target), target, k, allowed_ids, weights, method)
+    scored = rank_scored(ctx, session, _text_query(ctx, text, target), target, k, allowed_ids, weights, method)
     return [(record.id, result.score) for result, record, _ in scored]
 
 

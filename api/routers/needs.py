@@ -48,4 +48,5 @@ def delete_need(need_id: PathId, ctx: Ctx, db: DB):
 def need_matches(need_id: PathId, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     results = matching.match_need(ctx, db, need_id, k, filters)
-    return {"query": {"need_id": need_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results}
+    return {"query": {"need_id": need_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results,
+            "note": matching.weak_note(results)}

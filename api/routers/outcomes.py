@@ -48,4 +48,5 @@ def delete_outcome(outcome_id: PathId, ctx: Ctx, db: DB):
 def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     results = matching.match_outcome(ctx, db, outcome_id, k, filters)
-    return {"query": {"outcome_id": outcome_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results}
+    return {"query": {"outcome_id": outcome_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results,
+            "note": matching.weak_note(results)}

@@ -17,4 +17,4 @@ router = APIRouter(tags=["匹配"])
 def search(body: SearchRequest, ctx: Ctx, db: DB):
     filters = MatchFilters(**body.model_dump(include=set(MatchFilters.model_fields)))
     results = matching.search_text(ctx, db, body.text, body.target, body.k, filters)
-    return {"query": body.model_dump(exclude_none=True), "results": results}
+    return {"query": body.model_dump(exclude_none=True), "results": results, "note": matching.weak_note(results)}

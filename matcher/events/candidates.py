@@ -84,16 +84,16 @@ def gather(session: Session, data: EventIn) -> Participants:
 
 
 def _need_query(ctx: MatcherContext, need: Need) -> matching.Query:
-    return matching.Query(document_text(need), matching._stored_vector(ctx, "needs", need), need=need)
+    return matching.Query(document_text(need), matching.stored_vector(ctx, "needs", need), need=need)
 
 
 def _rank_for_need(ctx: MatcherContext, session: Session, query: matching.Query, outcome_ids: list[int],
                    k: int) -> list[tuple]:
-    # The one place the planner reaches into the ranking: the call the match API
+    # The planner's one call into the ranking: the call the match API
     # makes for its top k, restricted to the event's outcomes and without
     # explanations (explaining every pair would cost seconds; only scheduled
     # meetings are explained). Its cost depends on k, not on the outcome count.
-    return matching._rank(ctx, session, query, "outcomes", k, outcome_ids, DEFAULT_WEIGHTS)
+    return matching.rank_scored(ctx, session, query, "outcomes", k, outcome_ids, DEFAULT_WEIGHTS)
 
 
 def rank_pairs(ctx: MatcherContext, session: Session, parts: Participants, excluded: set[tuple[int, int]],
@@ -142,6 +142,6 @@ def rank_pairs(ctx: MatcherContext, session: Session, parts: Participants, exclu
 
 def explain_summary(ctx: MatcherContext, pair: RankedPair) -> str:
     """The Chinese one-line reason of the match API for this pair (used on agendas)."""
-    item = matching._explained(ctx, pair.query, "outcomes", [(pair.scored, pair.outcome, pair.pairing)],
+    item = matching.explained(ctx, pair.query, "outcomes", [(pair.scored, pair.outcome, pair.pairing)],
                                DEFAULT_WEIGHTS)[0]
     return item["explanation"]["summary"]
