@@ -28,9 +28,8 @@ CONFIGS = [
     ("dense", "dense", W),
     ("hybrid rrf(60)", "hybrid", replace(W, fusion="rrf")),
     *[(f"hybrid z lexical={x}", "hybrid", replace(W, lexical=x)) for x in (0.15, 0.25, 0.35, 0.5)],
-    *[(f"full keywords={g} sentence={b}", "full", replace(W, keyword_parts=g, sentence=b))
-      for g in (0.0, 0.2, 0.3, 0.5) for b in (0.0, 0.5)],
-    *[(f"full feedback={f}", "full", replace(W, feedback=f)) for f in (0.3, 0.5, 1.0)],
+    *[(f"full sentence={b}", "full", replace(W, sentence=b)) for b in (0.0, 0.5, 0.8)],
+    *[(f"full long_text_chars={n}", "full", replace(W, long_text_chars=n)) for n in (250, 300)],
     ("full (defaults)", "full", W),
 ]
 

@@ -5,9 +5,11 @@ Methods, each a superset of the one before (``matcher eval --method``):
 - ``bm25``: the lexical channel alone (jieba tokens + bigrams, BM25);
 - ``dense``: the embedding channel alone (cosine of e5 vectors);
 - ``hybrid``: candidates from both channels, a dense-weighted z-score fusion;
-- ``full``: hybrid plus query handling (a list of keywords is also matched
-  keyword by keyword) and sentence-level scoring of long texts, then the
+- ``full``: hybrid plus sentence-level scoring of long texts, then the
   structured factors (applied by :mod:`matcher.matching`). The service uses it.
+
+Tried and dropped because the harness said so (docs/quality.md): matching a
+keyword-list query keyword by keyword, and pseudo-relevance feedback.
 
 The fused score stays on the cosine scale: ``dense + lexical × σ_dense × z_bm25``,
 i.e. the BM25 evidence moves a document by a number of the pool's dense
@@ -16,7 +18,6 @@ are therefore in the same unit whatever the fusion does.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,10 +32,6 @@ from .search_index import SearchIndexes
 METHODS = ("bm25", "dense", "hybrid", "full")
 FUSIONS = ("zscore", "rrf")
 _RRF_K = 60
-_PART_SPLIT = re.compile(r"[、，,；;|/\s]+")
-_MAX_PARTS = 8
-_MAX_PART_CHARS = 24
-_FEEDBACK_DOCS = 3
 
 
 @dataclass
@@ -44,24 +41,8 @@ class Candidate:
     id: int
     dense: float = 0.0
     lexical: float = 0.0
-    keywords: float | None = None  # mean cosine of the query's keywords, when the query is a keyword list
     sentence: float | None = None  # best sentence's cosine, for long texts
     text_score: float = 0.0
-
-
-def keyword_parts(text: str) -> list[str]:
-    """The keywords of a query written as a list (a、b、c), or [] for prose.
-
-    Needs are often posted as a handful of terms; each term is then matched on
-    its own as well, so one rare term is not averaged away by the others.
-    """
-    text = (text or "").strip()
-    if not text or "。" in text:
-        return []
-    parts = [p for p in _PART_SPLIT.split(text) if p]
-    if not 2 <= len(parts) <= _MAX_PARTS or any(len(p) > _MAX_PART_CHARS for p in parts):
-        return []
-    return parts
 
 
 def _zscores(values: np.ndarray) -> np.ndarray:
@@ -125,12 +106,8 @@ class Retriever:
             return sorted(cands, key=lambda c: -c.text_score)
         dense = np.array([c.dense for c in cands])
         if self.method == "full" and side == "outcomes":
-            dense = self._keyword_adjusted(query_text, cands, dense)
             dense = self._sentence_adjusted(cands, dense, record_of)
         fused = self._fuse(dense, lexical)
-        if self.method == "full" and w.feedback > 0 and len(cands) > _FEEDBACK_DOCS:
-            dense = self._feedback_adjusted(cands, dense, fused)
-            fused = self._fuse(dense, lexical)
         for c, s in zip(cands, fused):
             c.text_score = round(float(s), 6)
         return sorted(cands, key=lambda c: -c.text_score)
@@ -141,33 +118,6 @@ class Retriever:
         if self.weights.fusion == "rrf":
             return _rrf(dense) + _rrf(lexical)
         return dense + self.weights.lexical * float(dense.std()) * _zscores(lexical)
-
-    def _feedback_adjusted(self, cands: list[Candidate], dense: np.ndarray, fused: np.ndarray) -> np.ndarray:
-        """Pseudo-relevance feedback: move the query towards its best few candidates and score again.
-
-        The best candidates of the fused ranking share the query's topic in
-        words the query did not use; their centroid fills those words in.
-        """
-        top = np.argsort(-fused)[:_FEEDBACK_DOCS]
-        doc_vecs = np.stack([self._vectors[c.id] for c in cands])
-        query = self._query_vec + self.weights.feedback * doc_vecs[top].mean(axis=0)
-        query /= np.linalg.norm(query)
-        # Keep the other adjustments' share: only the plain cosine part is replaced.
-        plain = np.array([c.dense for c in cands])
-        return dense + (doc_vecs @ query - plain)
-
-    def _keyword_adjusted(self, query_text: str, cands: list[Candidate], dense: np.ndarray) -> np.ndarray:
-        parts = keyword_parts(query_text)
-        if not parts or self.weights.keyword_parts <= 0:
-            return dense
-        part_vecs = self.encoder.encode(parts, "query")
-        doc_vecs = np.stack([self._vectors[c.id] for c in cands])
-        per_part = doc_vecs @ part_vecs.T
-        mean = per_part.mean(axis=1)
-        for c, m in zip(cands, mean):
-            c.keywords = round(float(m), 6)
-        g = self.weights.keyword_parts
-        return (1 - g) * dense + g * mean
 
     def _sentence_adjusted(self, cands: list[Candidate], dense: np.ndarray,
                            record_of: Callable[[int], object | None]) -> np.ndarray:

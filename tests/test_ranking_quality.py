@@ -3,7 +3,6 @@ import itertools
 
 import pytest
 
-from matcher.retrieval import keyword_parts
 from matcher.scoring import DEFAULT_WEIGHTS, Factor, combine
 from matcher.textutil import related_terms, shared_terms
 
@@ -53,9 +52,3 @@ def test_related_terms_catch_abbreviations_not_just_identical_words():
     assert "热泵" in shared
     assert "锂电池≈锂离子电池" in related_terms(query, doc, shared)
     assert related_terms("海马人工繁育", doc, shared_terms("海马人工繁育", doc)) == []
-
-
-def test_keyword_lists_are_recognised_and_prose_is_not():
-    assert keyword_parts("修正Rodrigues参数模型、平方和优化、大角度机动") == ["修正Rodrigues参数模型", "平方和优化", "大角度机动"]
-    assert keyword_parts("需要提高海马苗种成活率，解决人工养殖过程中的病害问题。") == []
-    assert keyword_parts("锂电池") == []

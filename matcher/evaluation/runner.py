@@ -153,6 +153,11 @@ class EvalRun:
             "per_category": {c: {**mean_scores(rows), "queries": len(rows)}
                              for c, rows in sorted(by_cat.items(), key=lambda kv: -len(kv[1]))},
             "queries_per_s": round(len(per_query) / elapsed, 2) if elapsed > 0 else None,
+            # How the weak-match flag behaves here: the share of found labelled matches it would flag,
+            # and the share of queries whose top result it flags.
+            "weak_below": options.weights.weak_below,
+            "weak_share_of_hits": _share_below(relevant_scores, options.weights.weak_below),
+            "weak_share_of_top1": _share_below(top_scores, options.weights.weak_below),
             "relevant_scores": [round(float(s), 4) for s in relevant_scores],
             "top_scores": [round(float(s), 4) for s in top_scores],
         }
@@ -168,6 +173,10 @@ def run_eval(eval_set: EvalSet, settings: Settings, options: EvalOptions, encode
 def replace_settings(settings: Settings, data_dir: Path, cache_url: str) -> Settings:
     """The caller's settings pointed at a throw-away data directory and SQLite store."""
     return settings.model_copy(update={"data_dir": data_dir, "database_url": None, "vector_cache_url": cache_url})
+
+
+def _share_below(scores: list[float], threshold: float) -> float | None:
+    return round(sum(1 for s in scores if s < threshold) / len(scores), 4) if scores else None
 
 
 def weak_threshold(relevant_scores: list[float], quantile: float = 0.1) -> float | None:
