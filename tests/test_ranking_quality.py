@@ -52,3 +52,15 @@ def test_related_terms_catch_abbreviations_not_just_identical_words():
     assert "热泵" in shared
     assert "锂电池≈锂离子电池" in related_terms(query, doc, shared)
     assert related_terms("海马人工繁育", doc, shared_terms("海马人工繁育", doc)) == []
+
+
+def test_when_nothing_fits_every_result_is_weak_and_the_answer_says_so(client):
+    from .helpers import load_small
+
+    load_small(client)
+    body = client.post("/search", json={"text": "量子色动力学格点计算与强子谱", "k": 3}).json()
+    assert body["results"] and all(r["weak"] for r in body["results"])
+    assert "没有匹配度高的结果" in body["note"]
+    good = client.post("/search", json={"text": "海马苗种成活率低，人工养殖病害多", "k": 3}).json()
+    assert not good["results"][0]["weak"]
+    assert good["note"] is None or "较强匹配" in good["note"]
