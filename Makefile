@@ -29,6 +29,8 @@ seed: model
 	$(VENV)/bin/matcher seed
 
 run: seed
+	@echo "接口文档 http://$(HOST):$(PORT)/docs ；用上表的演示账号登录（右上角 Authorize），或："
+	@echo "  curl -d username=broker -d password=broker-demo http://$(HOST):$(PORT)/auth/token"
 	$(VENV)/bin/matcher serve --host $(HOST) --port $(PORT)
 
 serve: install

@@ -14,6 +14,10 @@ from matcher.validation import describe_errors
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
+    # FastAPI's answer for a body it cannot parse at all (e.g. JSON nested past the parser's depth).
+    400: ("invalid_body", "请求体无法解析：格式错误或嵌套过深"),
+    401: ("not_authenticated", "请先登录：缺少或无效的访问令牌"),
+    403: ("forbidden", "没有权限执行此操作"),
     404: ("not_found", "请求的地址不存在"),
     405: ("method_not_allowed", "不支持该请求方法"),
     413: ("request_too_large", "请求体过大"),
@@ -22,6 +26,7 @@ _HTTP_CODES = {
 
 
 def error_body(code: str, message: str, details: object = None) -> dict:
+    """The one error shape every answer uses."""
     return {"code": code, "message": message, "details": details}
 
 
@@ -30,7 +35,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError):
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
@@ -44,7 +50,7 @@ def install(app: FastAPI) -> None:
         code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
         if isinstance(exc.detail, dict) and "code" in exc.detail:
             code, message = exc.detail["code"], exc.detail["message"]
-        return JSONResponse(error_body(code, message), status_code=exc.status_code)
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

@@ -170,3 +170,31 @@ class EventBrief(_CreatedUtc):
     created_at: datetime
     status: str
     objective: float
+
+
+class TokenOut(BaseModel):
+    """What signing in answers (OAuth2 password flow)."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    user: dict
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    actor_id: int | None
+    actor_name: str
+    actor_role: str | None
+    action: str
+    entity: str
+    entity_id: int | None
+    changes: dict
+    via: str | None
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)

@@ -89,8 +89,8 @@ def import_needs(file: Path = typer.Argument(..., exists=True, dir_okay=False, h
 
 
 @app.command()
-def seed():
-    """载入示意种子数据：需求与成果清单，以及示例对接、签约项目和目标（重复执行不会产生重复记录）。"""
+def seed(demo_accounts: bool = typer.Option(True, help="同时创建演示账号（每种角色一个，密码公开，仅供演示）")):
+    """载入示意种子数据：需求与成果清单，示例对接、签约项目和目标，以及演示账号（重复执行不会产生重复记录）。"""
     from .seed import load_seed
     from .seed_pipeline import load_pipeline
 
@@ -101,6 +101,27 @@ def seed():
         console.print(f"  {report.filename}：{report.message}")
     for report in load_pipeline(ctx):
         console.print(f"  {report.filename}：{report.message}")
+    if demo_accounts:
+        _print_demo_accounts(ctx)
+
+
+def _print_demo_accounts(ctx) -> None:
+    from .access import ROLE_LABELS
+    from .demo_accounts import load_demo_accounts
+
+    with ctx.sessions() as session:
+        results = load_demo_accounts(session)
+    table = Table(title="演示账号（密码公开，仅供演示；正式使用前请用 matcher user password 修改或停用）")
+    for col in ("角色", "登录名", "密码", "绑定", "状态"):
+        table.add_column(col)
+    for account, status in results:
+        state = {"created": "已创建", "exists": "已存在（密码未改动）"}.get(status, status)
+        table.add_row(ROLE_LABELS[account.role], account.username, account.password,
+                      account.enterprise or account.institution or "", state)
+    console.print(table)
+    console.print("登录：浏览器打开 http://127.0.0.1:8000/docs 点右上角 Authorize，或\n"
+                  "  curl -d username=broker -d password=broker-demo http://127.0.0.1:8000/auth/token\n"
+                  "  然后每个请求带 -H 'Authorization: Bearer <access_token>'")
 
 
 @index_app.command("rebuild")
@@ -200,3 +221,4 @@ def main() -> None:
 
 
 from . import cli_quality  # noqa: E402,F401  (registers `matcher eval` on the same app)
+from . import cli_users  # noqa: E402,F401  (registers `matcher user` on the same app)

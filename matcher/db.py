@@ -8,17 +8,47 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import Invalid
 from .models import ServiceMeta
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _has_nul(params) -> bool:
+    if isinstance(params, str):
+        return "\x00" in params
+    if isinstance(params, dict):
+        return any(_has_nul(v) for v in params.values())
+    if isinstance(params, (list, tuple)):
+        return any(_has_nul(v) for v in params)
+    return False
+
+
+def _refuse_nul(_conn, _cursor, statement, parameters, _context, executemany):
+    """No text with a NUL character reaches the database.
+
+    PostgreSQL cannot store one (psycopg2 raises a bare ValueError, a 500), SQLite
+    would; refusing it here gives one coded 422 on both, whichever field or
+    query parameter carried it.
+    """
+    if _has_nul(parameters):
+        raise Invalid("nul_character", "文本中不能包含空字符（\\u0000），请删除后重试")
+    return statement, parameters
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
 
     WAL lets readers run while a writer commits, and the busy timeout makes a
-    second writer wait instead of failing at once.
+    second writer wait instead of failing at once. Every engine refuses text
+    containing NUL characters (:func:`_refuse_nul`).
     """
+    engine = _make_engine(url)
+    event.listen(engine, "before_cursor_execute", _refuse_nul, retval=True)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -38,7 +68,12 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions for ``engine``; every change they flush is audited (see :mod:`matcher.audit`)."""
+    from .audit import install
+
+    maker = sessionmaker(bind=engine, expire_on_commit=False)
+    install(maker)
+    return maker
 
 
 def alembic_config(url: str):

@@ -159,7 +159,18 @@ def _validated(kind: str, record: dict) -> dict:
     return {k: v for k, v in data.items() if k in record or k in ("keywords", "cooperation_modes")}
 
 
-def _validate_rows(table: ParsedTable) -> tuple[list[tuple[RawRow, str, dict, dict]], list[dict]]:
+def _outside_scope(kind: str, owner: str, attrs: dict, scope: Enterprise | Institution | None) -> str | None:
+    """Why a row may not be imported by a user who speaks for ``scope`` (None when it may)."""
+    if scope is None or normalize_title(owner) == normalize_title(scope.name):
+        return None
+    if kind == "needs" and attrs.get("credit_code") and attrs["credit_code"] == scope.credit_code:
+        return None
+    what = "成果" if kind == "outcomes" else "需求"
+    return f"只能导入本单位（{scope.name}）的{what}，本行单位为「{owner}」"
+
+
+def _validate_rows(table: ParsedTable, scope: Enterprise | Institution | None = None
+                   ) -> tuple[list[tuple[RawRow, str, dict, dict]], list[dict]]:
     good, rejected, seen = [], [], {}
     for row in table.rows:
         if row.problems:
@@ -171,6 +182,9 @@ def _validate_rows(table: ParsedTable) -> tuple[list[tuple[RawRow, str, dict, di
         except ValueError as exc:
             rejected.append({"row": row.row_number, "reason": str(exc)})
             continue
+        if (reason := _outside_scope(table.kind, owner, owner_attrs, scope)) is not None:
+            rejected.append({"row": row.row_number, "reason": reason})
+            continue
         key = (normalize_title(owner), normalize_title(record["title"]))
         if key in seen:
             rejected.append({"row": row.row_number, "reason": f"与第{seen[key]}行重复（同一单位的同名记录）"})
@@ -180,7 +194,9 @@ def _validate_rows(table: ParsedTable) -> tuple[list[tuple[RawRow, str, dict, di
     return good, rejected
 
 
-def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, created: list[str]):
+def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, created: list[str], scope=None):
+    if scope is not None:
+        return scope  # a party user's rows all belong to their own party (checked in _validate_rows)
     if name in cache:
         return cache[name]
     model = Institution if kind == "outcomes" else Enterprise
@@ -225,11 +241,16 @@ def _existing(session: Session, model, owner_fk: str, owner_id: int, fields: dic
 
 def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, filename: str, *,
                  partial: bool = False, dry_run: bool = False,
-                 on_progress: ProgressCallback | None = None) -> ImportReport:
-    """Validate and apply a parsed table; see the module docstring for the rules."""
+                 on_progress: ProgressCallback | None = None,
+                 scope: Enterprise | Institution | None = None) -> ImportReport:
+    """Validate and apply a parsed table; see the module docstring for the rules.
+
+    ``scope``: the one enterprise or institution the uploader speaks for; rows
+    naming another party are rejected like any other bad row.
+    """
     report = ImportReport(kind=table.kind, filename=filename, total_rows=len(table.rows), partial=partial,
                           ignored_headers=table.ignored_headers)
-    good, report.rejected = _validate_rows(table)
+    good, report.rejected = _validate_rows(table, scope)
     if report.rejected and not partial:
         report.message = f"有{len(report.rejected)}行无法导入，整个文件未导入；修正后重新上传，或使用 partial=true 只导入有效行"
         return report
@@ -241,7 +262,7 @@ def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, file
     try:
         with session.no_autoflush:
             for _row, owner_name, owner_attrs, fields in good:
-                owner = _owner(session, table.kind, owner_name, owner_attrs, owners, report.created_owners)
+                owner = _owner(session, table.kind, owner_name, owner_attrs, owners, report.created_owners, scope)
                 existing = None if owner.id is None else _existing(session, model, owner_fk, owner.id, fields)
                 if existing is None:
                     record = model()
@@ -281,8 +302,9 @@ def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, file
 
 def import_file(ctx: MatcherContext, session: Session, data: bytes, filename: str, kind: str, *,
                 partial: bool = False, dry_run: bool = False,
-                on_progress: ProgressCallback | None = None) -> ImportReport:
-    """Read an uploaded file (xlsx/csv, detected by content) and import it."""
+                on_progress: ProgressCallback | None = None,
+                scope: Enterprise | Institution | None = None) -> ImportReport:
+    """Read an uploaded file (xlsx/csv, detected by content) and import it (``scope``: see :func:`import_table`)."""
     limits = ReadLimits(max_bytes=ctx.settings.max_upload_bytes, max_rows=ctx.settings.max_import_rows,
                         max_cell_chars=ctx.settings.max_text_chars)
     try:
@@ -291,4 +313,5 @@ def import_file(ctx: MatcherContext, session: Session, data: bytes, filename: st
         raise DomainError(exc.code, exc.message, status=exc.status) from exc
     if not table.rows:
         raise DomainError("no_rows", "文件中没有数据行", status=400)
-    return import_table(ctx, session, table, filename, partial=partial, dry_run=dry_run, on_progress=on_progress)
+    return import_table(ctx, session, table, filename, partial=partial, dry_run=dry_run, on_progress=on_progress,
+                        scope=scope)

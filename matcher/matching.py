@@ -7,11 +7,12 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .access import Viewer, may_see, need_filters, readable_need
 from .context import MatcherContext
 from .documents import TEXT_KIND, document_text
 from .explain import explain
 from .models import Enterprise, Institution, Need, Outcome, Pairing, Project
-from .records import get_need, get_outcome
+from .records import get_outcome
 from .schemas import MatchFilters
 from .retrieval import Retriever
 from .scoring import DEFAULT_WEIGHTS, Weights, combine, factors
@@ -33,10 +34,16 @@ class Query:
     outcome: Outcome | None = None
 
 
-def _allowed_ids(session: Session, side: str, f: MatchFilters | None) -> list[int] | None:
-    """Ids passing the filters, or None when no filter is set (search everything)."""
-    if f is None or not any(f.model_dump().values()):
+def _allowed_ids(session: Session, side: str, f: MatchFilters | None, viewer: Viewer | None = None) -> list[int] | None:
+    """Ids passing the filters and visible to ``viewer``, or None when nothing restricts (search everything).
+
+    A viewer who may not see every need (anyone but staff) gets an explicit id
+    list on the needs side, so a brokers-only need is never even a candidate.
+    """
+    restricted = side == "needs" and bool(need_filters(viewer))
+    if not restricted and (f is None or not any(f.model_dump().values())):
         return None
+    f = f or MatchFilters()
     if side == "outcomes":
         stmt = select(Outcome.id).join(Institution).where(Outcome.deleted_at.is_(None))
         if f.industry_chain:
@@ -46,16 +53,16 @@ def _allowed_ids(session: Session, side: str, f: MatchFilters | None) -> list[in
         if f.institution_id:
             stmt = stmt.where(Outcome.institution_id == f.institution_id)
         if f.region:
-            stmt = stmt.where(func.coalesce(Institution.location, "").contains(f.region))
+            stmt = stmt.where(func.coalesce(Institution.location, "").contains(f.region, autoescape=True))
         model = Outcome
     else:
-        stmt = select(Need.id).join(Enterprise).where(Need.deleted_at.is_(None))
+        stmt = select(Need.id).join(Enterprise).where(Need.deleted_at.is_(None), *need_filters(viewer))
         if f.industry_chain:
             stmt = stmt.where(Need.industry_chain == f.industry_chain)
         if f.enterprise_id:
             stmt = stmt.where(Need.enterprise_id == f.enterprise_id)
         if f.region:
-            stmt = stmt.where(func.coalesce(Enterprise.region, "").contains(f.region))
+            stmt = stmt.where(func.coalesce(Enterprise.region, "").contains(f.region, autoescape=True))
         model = Need
     ids = list(session.scalars(stmt))
     if f.cooperation_mode:
@@ -162,25 +169,33 @@ def stored_vector(ctx: MatcherContext, side: str, record) -> np.ndarray:
 
 
 def _matches(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
-             filters: MatchFilters | None, weights: Weights) -> list[dict]:
-    allowed = _allowed_ids(session, side, filters)
-    return explained(ctx, query, side, rank_scored(ctx, session, query, side, k, allowed, weights), weights)
+             filters: MatchFilters | None, weights: Weights, viewer: Viewer | None = None) -> list[dict]:
+    allowed = _allowed_ids(session, side, filters, viewer)
+    scored = rank_scored(ctx, session, query, side, k, allowed, weights)
+    # Belt and braces: the candidates were already restricted; nothing unseen is ever explained.
+    scored = [row for row in scored if may_see(viewer, row[1])]
+    return explained(ctx, query, side, scored, weights)
 
 
 def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
-               filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
-    """Outcomes ranked for a stored need, best first, each explained."""
-    need = get_need(session, need_id)
+               filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS,
+               viewer: Viewer | None = None) -> list[dict]:
+    """Outcomes ranked for a stored need, best first, each explained.
+
+    ``viewer`` (None: an internal caller) must be able to see the need, else it is not found.
+    """
+    need = readable_need(session, viewer, need_id)
     query = Query(document_text(need), stored_vector(ctx, "needs", need), need=need)
-    return _matches(ctx, session, query, "outcomes", k, filters, weights)
+    return _matches(ctx, session, query, "outcomes", k, filters, weights, viewer)
 
 
 def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int = 10,
-                  filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
-    """Needs ranked for a stored outcome, best first, each explained."""
+                  filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS,
+                  viewer: Viewer | None = None) -> list[dict]:
+    """Needs ranked for a stored outcome, best first, each explained; only needs ``viewer`` may see."""
     outcome = get_outcome(session, outcome_id)
     query = Query(document_text(outcome), stored_vector(ctx, "outcomes", outcome), outcome=outcome)
-    return _matches(ctx, session, query, "needs", k, filters, weights)
+    return _matches(ctx, session, query, "needs", k, filters, weights, viewer)
 
 
 def _text_query(ctx: MatcherContext, text: str, target: str) -> Query:
@@ -191,9 +206,10 @@ def _text_query(ctx: MatcherContext, text: str, target: str) -> Query:
 
 
 def search_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
-                filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[dict]:
-    """Either side ranked for free text, best first, each explained."""
-    return _matches(ctx, session, _text_query(ctx, text, target), target, k, filters, weights)
+                filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS,
+                viewer: Viewer | None = None) -> list[dict]:
+    """Either side ranked for free text, best first, each explained; only records ``viewer`` may see."""
+    return _matches(ctx, session, _text_query(ctx, text, target), target, k, filters, weights, viewer)
 
 
 def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,

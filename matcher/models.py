@@ -271,3 +271,62 @@ class MatchEventMeeting(Base):
     outcome: Mapped[Outcome] = relationship(lazy="joined")
     enterprise: Mapped[Enterprise] = relationship(lazy="joined")
     institution: Mapped[Institution] = relationship(lazy="joined")
+
+
+class User(Timestamps, Base):
+    """A person who signs in: an admin, a broker, or a user speaking for one enterprise or one institution.
+
+    Users are never deleted (the audit log names them); ``active`` switches
+    one off. ``token_version`` grows on a password, role or status change so
+    that every token issued before it stops working.
+    """
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))  # admin / broker / enterprise / institution
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    enterprise: Mapped[Enterprise | None] = relationship(lazy="joined")
+    institution: Mapped[Institution | None] = relationship(lazy="joined")
+
+
+class ApiKey(Base):
+    """A long-lived key a script uses instead of a password; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    """One change to a record: who, when, what, and each changed field before and after.
+
+    Append-only: no route writes or deletes it, and the migration adds
+    database triggers that refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor_name: Mapped[str] = mapped_column(String(100))
+    actor_role: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20))  # create / update / delete
+    entity: Mapped[str] = mapped_column(String(30), index=True)
+    entity_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    changes: Mapped[dict] = mapped_column(JSON, default=dict)
+    via: Mapped[str | None] = mapped_column(String(200))

@@ -1,10 +1,11 @@
 """Pairings and their stage machine: proposed → contacted → negotiating → signed | declined."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,6 +17,8 @@ from .projects import ProjectTerms, create_project_for_pairing
 from .records import get_need, get_outcome
 from .schemas import Id, Name
 from .vocab import DECLINE_REASONS, PAIRING_STAGES
+
+MAX_EXPLANATION_CHARS = 20_000
 
 # Which stage may follow which; declined is reachable from every open stage.
 TRANSITIONS = {
@@ -31,16 +34,26 @@ class PairingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     need_id: Id
     outcome_id: Id
-    broker: Annotated[Name, Field(max_length=100)]
+    broker: Annotated[Name | None, Field(default=None, max_length=100,
+                                         description="负责的技术经理人；不填则为当前登录用户")]
     note: str | None = Field(default=None, max_length=2000)
-    score: float | None = None
+    score: float | None = Field(default=None, ge=-10, le=10)
     explanation: dict | None = None
+
+    @field_validator("explanation")
+    @classmethod
+    def _small(cls, value: dict | None) -> dict | None:
+        # Kept as sent in the pairing row: bound it like every other text field.
+        if value is not None and len(json.dumps(value, ensure_ascii=False, default=str)) > MAX_EXPLANATION_CHARS:
+            raise ValueError(f"匹配解释过长（最多{MAX_EXPLANATION_CHARS}字）")
+        return value
 
 
 class PairingMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to_stage: str = Field(max_length=20)
-    actor: Annotated[Name, Field(max_length=100)]
+    actor: Annotated[Name | None, Field(default=None, max_length=100,
+                                        description="经办人；不填则为当前登录用户")]
     version: int = Field(ge=1, description="The version the caller last read; a stale version is refused.")
     note: str | None = Field(default=None, max_length=2000)
     decline_reason: str | None = Field(default=None, max_length=30)
@@ -78,8 +91,19 @@ def propose(session: Session, data: PairingCreate, at: datetime | None = None) -
     return pairing
 
 
-def create_pairing(session: Session, data: PairingCreate) -> Pairing:
-    """Propose a need–outcome pairing and commit it; the same pair is never proposed twice."""
+def _named(value: str | None, fallback: str | None, field: str) -> str:
+    name = (value or fallback or "").strip()
+    if not name:
+        raise Invalid(f"{field}_required", "须填写经办的技术经理人" if field == "actor" else "须填写负责的技术经理人")
+    return name
+
+
+def create_pairing(session: Session, data: PairingCreate, by: str | None = None) -> Pairing:
+    """Propose a need–outcome pairing and commit it; the same pair is never proposed twice.
+
+    ``by`` (the signed-in user's name) owns the pairing unless ``data.broker`` names someone.
+    """
+    data = data.model_copy(update={"broker": _named(data.broker, by, "broker")})
     pairing = propose(session, data)
     session.commit()
     return pairing
@@ -127,8 +151,13 @@ def apply_move(session: Session, pairing: Pairing, move: PairingMove, today: dat
                                        note=move.note or move.decline_note))
 
 
-def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: date | None = None) -> Pairing:
-    """Move a pairing to its next stage, keeping history; signing records the project (committed)."""
+def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: date | None = None,
+                 by: str | None = None) -> Pairing:
+    """Move a pairing to its next stage, keeping history; signing records the project (committed).
+
+    ``by`` (the signed-in user's name) is the event's actor unless ``move.actor`` names someone.
+    """
+    move = move.model_copy(update={"actor": _named(move.actor, by, "actor")})
     pairing = get_pairing(session, pairing_id)
     apply_move(session, pairing, move, today=today)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -91,11 +92,12 @@ def get_outcome(session: Session, outcome_id: int) -> Outcome:
 
 
 def list_records(session: Session, model, *, q: str | None = None, offset: int = 0, limit: int = 50,
-                 **equals: Any) -> tuple[int, list]:
-    """A page of records of ``model``, optionally filtered by equal fields and a title substring."""
+                 where: Sequence = (), **equals: Any) -> tuple[int, list]:
+    """A page of records of ``model``, filtered by equal fields, a title substring and extra ``where`` clauses
+    (what the caller may see, see :mod:`matcher.access`)."""
     from sqlalchemy import func
 
-    stmt = select(model)
+    stmt = select(model).where(*where)
     if hasattr(model, "deleted_at"):
         stmt = stmt.where(model.deleted_at.is_(None))
     for name, value in equals.items():
@@ -103,7 +105,8 @@ def list_records(session: Session, model, *, q: str | None = None, offset: int =
             stmt = stmt.where(getattr(model, name) == value)
     if q:
         column = model.title if hasattr(model, "title") else model.name
-        stmt = stmt.where(column.contains(q))
+        # autoescape: a "%" or "_" typed by a user is a character to find, not a LIKE wildcard.
+        stmt = stmt.where(column.contains(q, autoescape=True))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(stmt.order_by(model.id).offset(offset).limit(limit)).unique().all()
     return total, list(rows)

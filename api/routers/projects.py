@@ -9,10 +9,10 @@ from pydantic import BaseModel
 from matcher import projects, records
 from matcher.models import Project
 
-from ..deps import DB, PathId
+from ..deps import DB, STAFF, PathId, require
 from ..schemas import Page, ProjectOut
 
-router = APIRouter(tags=["合作项目"])
+router = APIRouter(tags=["合作项目"], dependencies=[require(*STAFF)])
 
 
 class LandedIn(BaseModel):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import Ctx
+from ..deps import Ctx, public
 
 router = APIRouter(tags=["系统"])
 
 
-@router.get("/health", summary="健康检查与索引状态")
+@router.get("/health", summary="健康检查与索引状态", dependencies=[public("只给出计数与版本，不含任何记录内容。")])
 def health(ctx: Ctx):
     ix = ctx.indexes
     return {
