@@ -145,9 +145,3 @@ class Retriever:
             # Never lowers a document: a long text is judged by its best passage when that fits better.
             out[n] = max(out[n], (1 - beta) * out[n] + beta * best)
         return out
-
-    def rank(self, side: str, query_text: str, query_vec: np.ndarray, pool: int,
-             allowed_ids: Sequence[int] | None, record_of: Callable[[int], object | None]) -> list[Candidate]:
-        """Candidates scored by the method, best first."""
-        cands = self.candidates(side, query_text, query_vec, pool, allowed_ids)
-        return self.score(side, query_text, cands, record_of)
