@@ -159,8 +159,9 @@ def move_pairing(session: Session, pairing_id: int, move: PairingMove, today: da
     """
     move = move.model_copy(update={"actor": _named(move.actor, by, "actor")})
     pairing = get_pairing(session, pairing_id)
-    apply_move(session, pairing, move, today=today)
     try:
+        # Autoflush inside apply_move can already meet a concurrent move's newer version.
+        apply_move(session, pairing, move, today=today)
         session.commit()
     except StaleDataError as exc:
         session.rollback()

@@ -182,16 +182,35 @@ def _apply(record: Need | Outcome, values: dict) -> None:
     record.content_hash = content_hash(record)
 
 
-def _save_record(ctx: MatcherContext, session: Session, record: Need | Outcome, what: str) -> None:
+def _save_record(ctx: MatcherContext, session: Session, record: Need | Outcome, what: str,
+                 reread: bool = False) -> None:
     ctx.indexes.prepare([record])
     try:
         session.flush()
+        if reread:
+            _rehash_after_concurrent_edits(session, record)
         log_change(session, record)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("duplicate_title", f"同一单位下已有同名{what}「{record.title}」") from exc
     ctx.indexes.sync()
+
+
+def _rehash_after_concurrent_edits(session: Session, record: Need | Outcome) -> None:
+    """Recompute the derived columns from the row as it now stands in the database.
+
+    A PATCH writes only the fields it sent, but the hash was computed from the
+    row as read before another writer's commit. Once our flush holds the write
+    lock (SQLite) or the change-log lock (PostgreSQL), nobody else can commit a
+    need or outcome, so the re-read row is the final one.
+    """
+    session.refresh(record)
+    fresh = content_hash(record)
+    if fresh != record.content_hash:
+        record.title_key = normalize_title(record.title)
+        record.content_hash = fresh
+        session.flush()
 
 
 # How each side finds its owner, and what to call it in messages.
@@ -220,7 +239,7 @@ def _update(ctx: MatcherContext, session: Session, model, record_id: int, data):
     if owner_key in values:
         get_owner(session, values[owner_key])
     _apply(record, values)
-    _save_record(ctx, session, record, what)
+    _save_record(ctx, session, record, what, reread=True)
     return record
 
 
