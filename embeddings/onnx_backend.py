@@ -1,0 +1,177 @@
+"""Run a sentence-transformers model through ONNX Runtime, in fp32 or dynamically quantised to int8.
+
+sentence-transformers' own ``backend="onnx"`` needs optimum-onnx, whose newest release (0.1.0) pins
+transformers < 4.58 and does not import with the transformers 5 this project uses. The same three steps
+are done here with the libraries it would call: ``torch.onnx.export`` of the whole sentence pipeline
+(transformer + pooling + normalisation), ``onnxruntime.quantization.quantize_dynamic`` with per-channel
+int8 weights (what optimum's ``avx512_vnni`` preset does), and an ``onnxruntime`` session.
+
+The files are written once, beside the model folder, into ``onnx/<fp32 model id>/`` under a file lock,
+so a fine-tuned or replaced model (a different id) is exported afresh and never served from stale files.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TORCH = "torch"
+ONNX = "onnx"
+ONNX_INT8 = "onnx-int8"
+BACKENDS = (ONNX_INT8, ONNX, TORCH)
+# fp32 under ONNX Runtime: the same vectors as torch (cosine 1.0000), faster. int8 is faster still but
+# fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past the 0.01 bound (docs/benchmarks.md): selectable only.
+DEFAULT_BACKEND = ONNX
+
+_FP32_FILE = "model.onnx"
+# The quantisation recipe is part of the int8 model id: vectors of two recipes must never share a cache.
+INT8_RECIPE = "per-channel"
+_INT8_FILE = f"model_qint8_{INT8_RECIPE}.onnx"
+_INPUTS = ("input_ids", "attention_mask")
+_OUTPUT = "sentence_embedding"
+
+
+class UnknownBackendError(ValueError):
+    """The backend setting names no backend this build knows."""
+
+
+def check_backend(name: str) -> str:
+    """Return ``name`` normalised if it is one of :data:`BACKENDS`; otherwise raise :class:`UnknownBackendError`."""
+    normalised = (name or "").strip().lower()
+    if normalised not in BACKENDS:
+        raise UnknownBackendError(
+            f"未知的向量推理后端 {name!r}；可选：{' | '.join(BACKENDS)}（MATCHER_EMBEDDING_BACKEND）。"
+        )
+    return normalised
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on (respects taskset/cgroup affinity, unlike ``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def export_dir(location: str, data_dir: Path, base_model_id: str) -> Path:
+    """Where the ONNX files of the model with fp32 id ``base_model_id`` live (one folder per weights).
+
+    Beside the model folder (``<models>/onnx/<id>/``) when that is writable, so every data directory
+    using the same model shares one export; otherwise (a hub name, a read-only folder) under
+    ``<data_dir>/models/onnx/``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", base_model_id)
+    model = Path(location)
+    if model.is_dir() and os.access(model.resolve().parent, os.W_OK):
+        return model.resolve().parent / "onnx" / safe
+    return Path(data_dir) / "models" / "onnx" / safe
+
+
+def _atomic_target(final: Path) -> Path:
+    # A crash mid-export must not leave a file that looks finished.
+    fd, tmp = tempfile.mkstemp(prefix=final.stem + ".", suffix=".tmp.onnx", dir=final.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; workers of another user must be able to read it
+    return Path(tmp)
+
+
+def _export_fp32(st_model, target: Path) -> None:
+    import torch
+
+    class _SentencePipeline(torch.nn.Module):
+        """The sentence-transformers modules (transformer, pooling, normalise) as one traced graph."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model({"input_ids": input_ids, "attention_mask": attention_mask})[_OUTPUT]
+
+    # Two texts of different lengths, so the traced graph has real padding in it.
+    sample = st_model.tokenizer(["query: 样例", "passage: 用于导出计算图的较长样例文本"], padding=True,
+                                return_tensors="pt")
+    tmp = _atomic_target(target)
+    try:
+        with torch.no_grad():
+            # The TorchScript exporter needs no onnxscript and traces this encoder-only model exactly
+            # (the equality is checked by tests/test_encoder_backends.py).
+            torch.onnx.export(
+                _SentencePipeline(st_model).eval(), (sample["input_ids"], sample["attention_mask"]), str(tmp),
+                dynamo=False, opset_version=17, input_names=list(_INPUTS), output_names=[_OUTPUT],
+                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                              _OUTPUT: {0: "batch"}},
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _quantize_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = _atomic_target(target)
+    try:
+        # Per-channel weights: per-tensor int8 lost ~1.2 % cosine to fp32 on CSL abstracts, per-channel ~0.3 %.
+        # Quantising only the MatMuls (embedding lookup left fp32) measured worse on csl_goal (-0.015 vs -0.011).
+        logging.disable(logging.INFO)  # the quantiser logs every tensor it skips on the root logger
+        try:
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_onnx_file(load_st_model, directory: Path, backend: str) -> Path:
+    """The ONNX file for ``backend`` in ``directory``, exporting (and quantising) it first if missing.
+
+    ``load_st_model()`` returns the fp32 SentenceTransformer; it is called only when an export is
+    needed. Several processes starting together export once: the work happens under an exclusive
+    file lock and each file appears atomically. Nothing is downloaded.
+    """
+    fp32, int8 = directory / _FP32_FILE, directory / _INT8_FILE
+    wanted = int8 if backend == ONNX_INT8 else fp32
+    if wanted.exists():
+        return wanted
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".export.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not fp32.exists():
+            log.info("exporting the embedding model to ONNX in %s", directory)
+            _export_fp32(load_st_model(), fp32)
+        if backend == ONNX_INT8 and not int8.exists():
+            log.info("quantising the ONNX model to int8 in %s", directory)
+            _quantize_int8(fp32, int8)
+    return wanted
+
+
+class OnnxSentenceModel:
+    """An exported sentence pipeline in an ONNX Runtime session: texts in, sentence vectors out."""
+
+    def __init__(self, path: Path, tokenizer, max_tokens: int, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        # One request at a time per session: a second pool of threads would only compete for the same cores.
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """Vectors (n, dim) float32 for one batch; texts longer than ``max_tokens`` are truncated."""
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np")
+        feeds = {name: enc[name].astype(np.int64, copy=False) for name in _INPUTS}
+        return self.session.run([_OUTPUT], feeds)[0].astype(np.float32, copy=False)
