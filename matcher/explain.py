@@ -33,10 +33,13 @@ def missing_fields(record: Need | Outcome) -> list[str]:
 
 
 def best_sentences(encoder: CachedEncoder, query_vec: np.ndarray, record: Need | Outcome,
-                   top: int = 2) -> list[dict]:
-    """The one or two sentences of ``record`` closest in meaning to the query vector."""
+                   top: int = 2, vectors: np.ndarray | None = None) -> list[dict]:
+    """The one or two sentences of ``record`` closest in meaning to the query vector.
+
+    ``vectors``: the sentences' vectors when the caller already holds them (else read from the cache).
+    """
     sentences = sentences_of(record)
-    vecs = encoder.encode(sentences, "passage")
+    vecs = encoder.encode(sentences, "passage") if vectors is None else vectors
     scores = vecs @ np.asarray(query_vec, dtype=np.float32)
     order = np.argsort(-scores)[:top]
     return [{"sentence": sentences[i], "score": round(float(scores[i]), 4)} for i in sorted(order)]
@@ -59,8 +62,11 @@ def _summary(terms: list[str], scored: Scored, record_missing: list[str]) -> str
 
 
 def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, record: Need | Outcome,
-            scored: Scored, weights: Weights) -> dict:
-    """The full explanation of one result: summary, terms, sentences, missing fields, factors."""
+            scored: Scored, weights: Weights, sentence_vectors: np.ndarray | None = None) -> dict:
+    """The full explanation of one result: summary, terms, sentences, missing fields, factors.
+
+    ``sentence_vectors``: the record's sentence vectors if the caller holds them (saves a cache read).
+    """
     body = record.title + "\n" + (record.description if isinstance(record, Need) else record.abstract)
     body += "\n" + "、".join(record.keywords or [])
     terms = shared_terms(query_text, body)
@@ -69,7 +75,7 @@ def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, reco
         "summary": _summary(terms, scored, record_missing),
         "shared_terms": terms,
         "related_terms": related_terms(query_text, body, terms),
-        "best_sentences": best_sentences(encoder, query_vec, record),
+        "best_sentences": best_sentences(encoder, query_vec, record, vectors=sentence_vectors),
         "missing_fields": record_missing,
         "factors": scored.breakdown(weights),
     }

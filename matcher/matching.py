@@ -142,6 +142,7 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
 def explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple], weights: Weights) -> list[dict]:
     """API result rows for :func:`rank_scored`'s output, each with its Chinese explanation."""
     out = []
+    sentence_vectors = ctx.indexes.sentence_vectors([record for _, record, _ in scored])
     for rank, (result, record, pairing) in enumerate(scored, start=1):
         item = {
             "rank": rank,
@@ -149,7 +150,8 @@ def explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple],
             "text_score": result.text_score,
             "confidence": result.confidence,
             "weak": result.weak,
-            "explanation": explain(ctx.encoder, query.text, query.vector, record, result, weights),
+            "explanation": explain(ctx.encoder, query.text, query.vector, record, result, weights,
+                                   sentence_vectors[record.id]),
             "pairing": None,
         }
         item["outcome" if side == "outcomes" else "need"] = record

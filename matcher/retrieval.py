@@ -25,7 +25,7 @@ import numpy as np
 
 from embeddings.cached_encoder import CachedEncoder
 
-from .documents import body_of, sentences_of
+from .documents import body_of
 from .scoring import Weights
 from .search_index import SearchIndexes
 
@@ -75,10 +75,11 @@ class Retriever:
         """The union of each channel's top ``pool``, each with both channels' scores."""
         self._query_vec = np.asarray(query_vec, dtype=np.float32)
         ids: dict[int, None] = {}
-        tokens = None
+        lexical = None
         if self.method != "dense":
-            tokens = self.indexes.tokenizer.tokens(query_text)
-            for i, _ in self.indexes.lexical[side].search(tokens, pool, allowed_ids):
+            # One BM25 pass serves both the channel's top and the other candidates' scores.
+            lexical = self.indexes.lexical[side].query(self.indexes.tokenizer.tokens(query_text))
+            for i, _ in lexical.top(pool, allowed_ids):
                 ids.setdefault(i, None)
         if self.method != "bm25":
             for i, _ in self.indexes.search(side, query_vec, pool, allowed_ids):
@@ -87,18 +88,15 @@ class Retriever:
             return []
         id_list = list(ids)
         vectors, found = self.indexes.indexes[side].vectors(id_list)
-        dense = vectors @ np.asarray(query_vec, dtype=np.float32)
-        lexical = (self.indexes.lexical[side].scores(tokens, id_list) if tokens is not None
-                   else np.zeros(len(id_list), dtype=np.float32))
-        self._vectors = {i: v for i, v, ok in zip(id_list, vectors, found) if ok}
-        return [Candidate(i, float(d), float(s)) for i, d, s, ok in zip(id_list, dense, lexical, found) if ok]
+        dense = vectors @ self._query_vec
+        lex = lexical.of(id_list) if lexical is not None else np.zeros(len(id_list), dtype=np.float32)
+        return [Candidate(i, float(d), float(s)) for i, d, s, ok in zip(id_list, dense, lex, found) if ok]
 
     def score(self, side: str, query_text: str, cands: list[Candidate],
               record_of: Callable[[int], object | None]) -> list[Candidate]:
         """Fill ``text_score`` of each candidate by the method; returns them best first."""
         if not cands:
             return []
-        w = self.weights
         lexical = np.array([c.lexical for c in cands])
         if self.method == "bm25":
             for c in cands:
@@ -128,19 +126,18 @@ class Retriever:
         for n, c in enumerate(cands):
             record = record_of(c.id)
             if record is not None and len(body_of(record) or "") >= self.weights.long_text_chars:
-                sentences = sentences_of(record)
-                if len(sentences) >= 2:
-                    long_ones.append((n, sentences))
+                long_ones.append((n, record))
         if not long_ones:
             return dense
-        flat = [s for _, ss in long_ones for s in ss]
-        vecs = self.encoder.encode(flat, "passage")
+        # Sentence vectors come from the worker's memory (one batched cache read for the rest).
+        vectors = self.indexes.sentence_vectors([r for _, r in long_ones])
         out = dense.copy()
-        start = 0
         query = self._query_vec
-        for n, ss in long_ones:
-            best = float((vecs[start : start + len(ss)] @ query).max())
-            start += len(ss)
+        for n, record in long_ones:
+            vecs = vectors[record.id]
+            if len(vecs) < 2:
+                continue
+            best = float((vecs @ query).max())
             cands[n].sentence = round(best, 6)
             # Never lowers a document: a long text is judged by its best passage when that fits better.
             out[n] = max(out[n], (1 - beta) * out[n] + beta * best)

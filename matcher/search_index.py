@@ -12,10 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from collections import OrderedDict
 from threading import Lock
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from embeddings.cached_encoder import CachedEncoder
@@ -23,7 +24,7 @@ from embeddings.index import IndexMeta, VectorIndex
 from embeddings.lexical import LexicalIndex
 
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
-from .models import IndexChange
+from .models import IndexChange, Need, Outcome
 from .tokens import TermTokenizer
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,78 @@ _BATCH = 2000
 # Files only speed up start-up (a stale file is caught up from the log), so
 # writes do not rewrite them each time; at most once per interval, and on close.
 SAVE_INTERVAL_S = 60.0
+# Any fixed number; it names the change-log lock among PostgreSQL advisory locks.
+_CHANGE_LOG_LOCK = 0x6D617463
+
+
+@event.listens_for(Session, "before_flush")
+def _serialise_change_log_writers(session: Session, _context, _instances) -> None:
+    """On PostgreSQL, let one transaction at a time write needs, outcomes and the change log.
+
+    Change numbers come from a sequence: taken at insert, seen at commit. Two
+    writers could commit 11 before 10, and a worker syncing in between would
+    move its version to 11 and skip 10 for good. A transaction-scoped lock,
+    taken before the first such row is written and held to commit, makes
+    change numbers visible in order. Taking it before any need or outcome row
+    is locked keeps one lock order for every writer, so writers queue and never
+    deadlock. SQLite already lets one writer at a time.
+    """
+    touched = (*session.new, *session.dirty, *session.deleted)
+    if not any(isinstance(obj, (Need, Outcome, IndexChange)) for obj in touched):
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK})
+
+
+# Sentence vectors of recently ranked or explained records, kept per worker so a
+# match does not read them from the database each time (~1.5 kB per sentence).
+SENTENCE_MEMORY_BYTES = 192 * 1024 * 1024
+
+
+class SentenceVectors:
+    """A bounded LRU of each record's sentence vectors, keyed by record and content.
+
+    The key carries the record's content hash, so an edited record is simply a
+    miss; nothing needs invalidating when the change log is applied.
+    """
+
+    def __init__(self, encoder: CachedEncoder, max_bytes: int = SENTENCE_MEMORY_BYTES):
+        self.encoder, self.max_bytes = encoder, max_bytes
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = Lock()
+        self.misses = 0
+
+    def get(self, records) -> dict[int, np.ndarray]:
+        """Sentence vectors (one row per :func:`sentences_of` sentence) of each record, by record id."""
+        out: dict[int, np.ndarray] = {}
+        todo = []
+        with self._lock:
+            for r in records:
+                key = (side_of(r), r.id, r.content_hash)
+                got = self._items.get(key)
+                if got is None:
+                    todo.append((key, r))
+                else:
+                    self._items.move_to_end(key)
+                    out[r.id] = got
+        if todo:
+            sentences = [sentences_of(r) for _, r in todo]
+            flat = self.encoder.encode([s for ss in sentences for s in ss], "passage")
+            start = 0
+            with self._lock:
+                self.misses += len(todo)
+                for (key, r), ss in zip(todo, sentences):
+                    vecs = flat[start : start + len(ss)]
+                    start += len(ss)
+                    out[r.id] = vecs
+                    if key not in self._items:
+                        self._items[key] = vecs
+                        self._bytes += vecs.nbytes
+                while self._bytes > self.max_bytes and self._items:
+                    self._bytes -= self._items.popitem(last=False)[1].nbytes
+        return out
 
 
 class SearchIndexes:
@@ -46,6 +119,7 @@ class SearchIndexes:
         # The lexical channel is rebuilt from the database at start (it has no file).
         self.tokenizer = TermTokenizer()
         self.lexical = {side: LexicalIndex() for side in SIDES}
+        self.sentences = SentenceVectors(encoder)
         self.version = 0
         self._lock = Lock()
         self._saved_at = 0.0
@@ -86,9 +160,44 @@ class SearchIndexes:
             self.tokenizer.add_terms(r.keywords or [])
         self.lexical[side].upsert([r.id for r in records], [self.tokenizer.tokens(document_text(r)) for r in records])
 
-    def _live_records(self, session: Session, side: str) -> list:
+    def _live_batches(self, session: Session, side: str):
+        """The side's indexable records in batches, streamed (never all in memory at once)."""
         model = MODEL_OF[side]
-        return [r for r in session.scalars(select(model).where(model.deleted_at.is_(None))).unique() if is_indexed(r)]
+        stmt = select(model).where(model.deleted_at.is_(None)).order_by(model.id).execution_options(yield_per=_BATCH)
+        for batch in session.scalars(stmt).partitions():
+            live = [r for r in batch if is_indexed(r)]
+            if live:
+                yield live  # the session's identity map is weak: a batch is freed once the caller drops it
+
+    def _learn_terms(self, session: Session, side: str) -> None:
+        """Teach the tokenizer every live record's keywords before tokenising any of that side's documents."""
+        model = MODEL_OF[side]
+        # The same records as is_indexed() admits, read as two columns instead of whole records.
+        unlisted = "closed" if side == "needs" else "withdrawn"
+        stmt = select(model.keywords).where(model.deleted_at.is_(None), model.status != unlisted)
+        for (keywords,) in session.execute(stmt):
+            self.tokenizer.add_terms(keywords or [])
+
+    def _build_side(self, session: Session, side: str, on_progress: ProgressCallback | None = None,
+                    with_vectors: bool = True) -> tuple[VectorIndex | None, LexicalIndex]:
+        """Fresh vector and lexical indexes of one side, from the database and the vector cache."""
+        self._learn_terms(session, side)
+        lexical = LexicalIndex()
+        ids: list[int] = []
+        vecs: list[np.ndarray] = []
+        with lexical.bulk():
+            for batch in self._live_batches(session, side):
+                lexical.upsert([r.id for r in batch], [self.tokenizer.tokens(document_text(r)) for r in batch])
+                if with_vectors:
+                    ids.extend(r.id for r in batch)
+                    vecs.append(self.vectors_for(batch, on_progress))
+        index = None
+        if with_vectors:
+            # One build from all vectors: the index picks its kind for the size once, with no re-plans.
+            matrix = np.concatenate(vecs) if vecs else np.zeros((0, self.encoder.dim), np.float32)
+            del vecs
+            index = VectorIndex.build(self.encoder.dim, ids, matrix)
+        return index, lexical
 
     # -- lifecycle -----------------------------------------------------
     def _path(self, side: str) -> Path:
@@ -132,22 +241,21 @@ class SearchIndexes:
         return "rebuilt"
 
     def rebuild(self, on_progress: ProgressCallback | None = None) -> dict[str, int]:
-        """Rebuild both indexes from the database and save them; returns counts per side."""
+        """Rebuild both indexes from the database and save them; returns counts per side.
+
+        The new indexes are built beside the served ones and swapped in at the
+        end, so requests keep being answered meanwhile; changes logged during
+        the rebuild are applied right after the swap.
+        """
+        with self.sessions() as session:
+            version = self._db_version(session)
+            built = {side: self._build_side(session, side, on_progress) for side in SIDES}
         with self._lock:
-            with self.sessions() as session:
-                version = self._db_version(session)
-                fresh = {}
-                for side in SIDES:
-                    index = VectorIndex(self.encoder.dim)
-                    records = self._live_records(session, side)
-                    for start in range(0, len(records), _BATCH):
-                        batch = records[start : start + _BATCH]
-                        index.upsert([r.id for r in batch], self.vectors_for(batch, on_progress))
-                    fresh[side] = index
-                    self.lexical[side] = LexicalIndex()
-                    self._index_lexical(side, records)
-            self.indexes = fresh
+            self.indexes = {side: index for side, (index, _) in built.items()}
+            self.lexical = {side: lexical for side, (_, lexical) in built.items()}
             self.version = version
+        self.sync()
+        with self._lock:
             self._save()
         return {side: len(ix) for side, ix in self.indexes.items()}
 
@@ -198,8 +306,7 @@ class SearchIndexes:
                 continue
             log.info("lexical index %s missing or stale: re-tokenising from the database", side)
             with self.sessions() as session:
-                self.lexical[side] = LexicalIndex()
-                self._index_lexical(side, self._live_records(session, side))
+                self.lexical[side] = self._build_side(session, side, with_vectors=False)[1]
 
     def _save(self) -> None:
         for side, index in self.indexes.items():
@@ -216,6 +323,10 @@ class SearchIndexes:
     def search(self, side: str, vector: np.ndarray, k: int, allowed_ids=None) -> list[tuple[int, float]]:
         """Top-k (id, score) of ``side`` for a vector."""
         return self.indexes[side].search(vector, k, allowed_ids)
+
+    def sentence_vectors(self, records) -> dict[int, np.ndarray]:
+        """Each record's sentence vectors by id (from memory; one batched cache read for the rest)."""
+        return self.sentences.get(records)
 
     def vector_of(self, side: str, record_id: int) -> np.ndarray | None:
         """The indexed vector of a record, or None if it is not indexed."""

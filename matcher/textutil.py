@@ -64,15 +64,20 @@ def _cut(text: str) -> tuple[str, ...]:
 
 def terms(text: str) -> list[str]:
     """Meaningful words of ``text`` in order of first appearance (no stopwords, no single characters)."""
+    return list(_terms(text or ""))
+
+
+@lru_cache(maxsize=20000)  # explanations ask for the same query's and popular documents' terms again and again
+def _terms(text: str) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for tok in _cut(text or ""):
+    for tok in _cut(text):
         tok = tok.strip().lower()
         if len(tok) < 2 or tok in STOPWORDS or not re.search(r"[\w\u4e00-\u9fff]", tok):
             continue
         if re.fullmatch(r"[\d.]+", tok):
             continue
         seen.setdefault(tok, None)
-    return list(seen)
+    return tuple(seen)
 
 
 def shared_terms(query: str, document: str, limit: int = 8) -> list[str]:
@@ -97,6 +102,23 @@ def _is_subsequence(short: str, long: str) -> bool:
     return all(ch in it for ch in short)
 
 
+def _document_terms(document: str) -> tuple[str, ...]:
+    """A document's terms and adjacent-word compounds, shortest first (stable), for :func:`related_terms`."""
+    words = [w for w in jieba.cut(document.lower()) if w.strip()]
+    # jieba cuts 锂离子电池 into 锂离子 + 电池: adjacent word pairs restore such compounds.
+    phrases = [a + b for a, b in zip(words, words[1:]) if re.fullmatch(r"[\u4e00-\u9fff]{2,8}", a + b)]
+    return tuple(sorted(dict.fromkeys(terms(document) + phrases), key=len))
+
+
+@lru_cache(maxsize=20000)
+def _document_terms_by_head(document: str) -> dict[str, tuple[str, ...]]:
+    """:func:`_document_terms` grouped by last character (the head noun), each group still shortest first."""
+    groups: dict[str, list[str]] = {}
+    for t in _document_terms(document):
+        groups.setdefault(t[-1], []).append(t)
+    return {head: tuple(ts) for head, ts in groups.items()}
+
+
 def related_terms(query: str, document: str, shared: list[str], limit: int = 5) -> list[str]:
     """Query terms the document words differently, as "query term≈document term".
 
@@ -105,17 +127,15 @@ def related_terms(query: str, document: str, shared: list[str], limit: int = 5) 
     (the head noun in Chinese): 锂电池≈锂离子电池, 热泵≈空气源热泵. Terms
     already shared are skipped; each document term is used once.
     """
-    words = [w for w in jieba.cut((document or "").lower()) if w.strip()]
-    # jieba cuts 锂离子电池 into 锂离子 + 电池: adjacent word pairs restore such compounds.
-    phrases = [a + b for a, b in zip(words, words[1:]) if re.fullmatch(r"[\u4e00-\u9fff]{2,8}", a + b)]
-    doc_terms = [t for t in dict.fromkeys(terms(document) + phrases) if t not in shared]
+    by_head = _document_terms_by_head(document or "")
     out: list[str] = []
     used: set[str] = set()
     for q in terms(query):
         if len(q) < 2 or any(q in s for s in shared) or q in (document or "").lower():
             continue
-        for d in sorted(doc_terms, key=len):
-            if d in used or d == q or d[-1] != q[-1]:
+        # Only document terms with q's last character can match; each group keeps the shortest-first order.
+        for d in by_head.get(q[-1], ()):
+            if d in used or d == q or d in shared:
                 continue
             short, long = (q, d) if len(q) < len(d) else (d, q)
             if len(short) >= 2 and len(long) - len(short) <= 4 and _is_subsequence(short, long):

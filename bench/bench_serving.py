@@ -1,0 +1,301 @@
+"""Serving latency and throughput over HTTP on loopback, with a real load generator.
+
+    python bench/bench_serving.py                    # 100k outcomes (built once under data/bench/100000)
+    python bench/bench_serving.py --size 1000000     # 1M outcomes
+    python bench/bench_serving.py --code /tmp/orig   # serve another checkout of the code (before/after)
+
+Builds (or reuses, keyed by size) a synthetic service (bench/synthetic.py), opens its
+indexes once in this process so the files exist (timing the rebuild from stored
+vectors), starts ``matcher serve --workers 2``, signs in as the bench admin and
+drives two endpoints with ``wrk`` (Lua script: auth header, cycling need ids or
+POST bodies), or with an asyncio + httpx generator when wrk is missing:
+
+- stored-need matches: GET /needs/{id}/matches over a sample of needs;
+- free-text search: POST /search (query encoding included), over real need texts.
+
+For each it prints p50/p95/p99 and requests/s at several concurrencies (the
+highest saturates both workers), the targets beside them, and each worker's RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import synthetic  # noqa: E402
+
+TARGETS = {"matches": {"p95_ms": 30.0, "rps": 200.0}, "search": {"p95_ms": 80.0, "rps": None}}
+TARGETS_1M = {"matches": {"p95_ms": 100.0, "rps": None}, "search": {"p95_ms": None, "rps": None}}
+
+_LUA = r"""
+-- One request line per row (paths or JSON bodies), read from files: Lua string escapes cannot carry UTF-8 safely.
+local paths, bodies = {}, {}
+for line in io.lines("%(paths)s") do if #line > 0 then table.insert(paths, line) end end
+for line in io.lines("%(bodies)s") do if #line > 0 then table.insert(bodies, line) end end
+local n = 0
+wrk.headers["Authorization"] = "Bearer %(token)s"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  if #bodies > 0 then
+    return wrk.format("POST", "/search", nil, bodies[(n %% #bodies) + 1])
+  end
+  return wrk.format("GET", paths[(n %% #paths) + 1])
+end
+local bad = 0
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "errors": %%d, "non200": %%d, ' ..
+    '"p50": %%d, "p95": %%d, "p99": %%d}\n', summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status,
+    bad, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _queries(n: int, seed: int = 5) -> list[str]:
+    rows = [json.loads(line) for line in (synthetic.EVAL / "bdci2019_needs.jsonl").open(encoding="utf-8")]
+    texts = [(r.get("title") or "") + "：" + r["text"][:120] for r in rows]
+    for path in sorted(synthetic.EVAL.glob("*/queries.jsonl")):
+        texts += [json.loads(line)["text"] for line in path.open(encoding="utf-8")]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+_PREPARE = """
+import json, resource, time
+from sqlalchemy import insert, select
+from matcher.settings import Settings
+from matcher.context import build_context
+from matcher.models import IndexChange, Outcome
+t = time.perf_counter()
+ctx = build_context(Settings())
+out = {"open_s": time.perf_counter() - t, "encoded": ctx.encoder.encoded_count,
+       "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+if %(sync)d:
+    # The cost of catching up with other workers' writes: 1,000 logged changes applied by one sync().
+    with ctx.sessions() as session:
+        ids = list(session.scalars(select(Outcome.id).order_by(Outcome.id.desc()).limit(1000)))
+        session.execute(insert(IndexChange), [{"side": "outcomes", "record_id": i} for i in ids])
+        session.commit()
+    t = time.perf_counter()
+    out["sync_n"] = ctx.indexes.sync()
+    out["sync_s"] = time.perf_counter() - t
+ctx.close()
+print(json.dumps(out))
+"""
+
+
+def prepare_indexes(service: synthetic.BenchService, code: Path, sync: bool = True) -> None:
+    """Open the service's indexes (rebuilt from stored vectors if no files), time a 1k-change sync, save.
+
+    Run twice: the first open may rebuild, the second shows a start from files.
+    """
+    env = {**service.env(), "PYTHONPATH": str(code)}
+    for attempt in range(2):
+        out = subprocess.run([sys.executable, "-c", _PREPARE % {"sync": int(sync and attempt == 1)}], env=env,
+                             cwd=code, check=True, capture_output=True, text=True).stdout
+        got = json.loads(out.strip().splitlines()[-1])
+        print(f"打开索引（{'首次：无文件则由已存向量重建' if attempt == 0 else '从索引文件'}）：{got['open_s']:.1f} s"
+              f"（含模型加载），新编码 {got['encoded']} 条，峰值内存 {got['maxrss_mb']:.0f} MB")
+        if got["encoded"]:
+            print("  注意：有文本被重新编码，合成向量的模型编号与服务不一致？")
+        if "sync_s" in got:
+            print(f"同步 1,000 条变更（sync：读记录、取缓存向量、分词、更新两种索引）：{got['sync_s']:.2f} s")
+
+
+class Server:
+    """``matcher serve --workers N`` on loopback, started and stopped by this benchmark."""
+
+    def __init__(self, service: synthetic.BenchService, code: Path, workers: int):
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**service.env(), "PYTHONPATH": str(code)}
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench_serving_", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from matcher.cli import main; main()", "serve", "--port", str(self.port),
+             "--workers", str(workers)], env=env, cwd=code, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        started = time.perf_counter()
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"服务启动失败，日志：{self.log.name}")
+            try:
+                if httpx.get(self.base + "/health", timeout=2).status_code == 200 and self._workers_ready(workers):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.ready_s = time.perf_counter() - started
+
+    def _workers_ready(self, workers: int) -> bool:
+        # Every worker opens its indexes before serving; wait until all have said so.
+        text = Path(self.log.name).read_text(errors="replace")
+        return text.count("Application startup complete") >= workers
+
+    def worker_rss_mb(self) -> list[float]:
+        import psutil
+
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        rss = []
+        for child in children:
+            try:
+                if "multiprocessing" in " ".join(child.cmdline()) and child.memory_info().rss > 100 * 2**20:
+                    rss.append(child.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+        return sorted(rss)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def sign_in(base: str, service: synthetic.BenchService) -> str:
+    r = httpx.post(base + "/auth/token", data={"username": service.username, "password": service.password})
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+def run_wrk(base: str, token: str, paths: list[str], bodies: list[str], connections: int, seconds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "paths.txt").write_text("\n".join(paths) + "\n", encoding="utf-8")
+        (Path(tmp) / "bodies.txt").write_text("\n".join(bodies) + "\n", encoding="utf-8")
+        script = Path(tmp) / "load.lua"
+        script.write_text(_LUA % {"paths": Path(tmp) / "paths.txt", "bodies": Path(tmp) / "bodies.txt",
+                                  "token": token}, encoding="utf-8")
+        done = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+                               "--timeout", "10s", "-s", str(script), base], capture_output=True, text=True)
+    out = done.stdout + done.stderr
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise SystemExit(f"wrk 没有给出结果：\n{out}")
+    got = json.loads(lines[0][7:])
+    return {"rps": got["requests"] / (got["duration_us"] / 1e6), "p50": got["p50"] / 1000, "p95": got["p95"] / 1000,
+            "p99": got["p99"] / 1000, "errors": got["errors"] + got["non200"], "requests": got["requests"]}
+
+
+def run_httpx(base: str, token: str, paths: list[str], bodies: list[str], connections: int, seconds: int) -> dict:
+    """The fallback generator: ``connections`` closed-loop clients for ``seconds``."""
+
+    async def main() -> dict:
+        latencies, errors, n = [], 0, 0
+        deadline = time.perf_counter() + seconds
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10,
+                                     limits=httpx.Limits(max_connections=connections)) as client:
+            async def worker(offset: int) -> None:
+                nonlocal errors, n
+                i = offset
+                while time.perf_counter() < deadline:
+                    i += connections
+                    t = time.perf_counter()
+                    if bodies:
+                        r = await client.post("/search", content=bodies[i % len(bodies)])
+                    else:
+                        r = await client.get(paths[i % len(paths)])
+                    latencies.append((time.perf_counter() - t) * 1000)
+                    errors += r.status_code != 200
+                    n += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(c) for c in range(connections)))
+            elapsed = time.perf_counter() - started
+        q = statistics.quantiles(latencies, n=100)
+        return {"rps": n / elapsed, "p50": q[49], "p95": q[94], "p99": q[98], "errors": errors, "requests": n}
+
+    return asyncio.run(main())
+
+
+def warm_up(base: str, token: str, paths: list[str], bodies: list[str]) -> None:
+    """A few requests first, so lazy imports and first-use costs do not count."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        for p in paths:
+            client.get(p).raise_for_status()
+        for b in bodies:
+            client.post("/search", content=b).raise_for_status()
+
+
+def _fmt_target(value: float | None, unit: str, le: bool) -> str:
+    if value is None:
+        return ""
+    return f"（目标 {'≤' if le else '≥'} {value:g} {unit}）"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=100_000, help="成果条数")
+    parser.add_argument("--data-root", type=Path, default=synthetic.REPO / "data" / "bench")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL 地址（默认 SQLite 文件）")
+    parser.add_argument("--code", type=Path, default=synthetic.REPO, help="被测代码目录（对比改动前后）")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10, help="每档并发的压测时长")
+    parser.add_argument("--concurrency", default="1,2,4,8", help="并发连接数，逗号分隔；最高一档应使两个进程饱和")
+    parser.add_argument("--needs", type=int, default=500, help="轮询的需求数")
+    parser.add_argument("--generator", choices=("auto", "wrk", "httpx"), default="auto")
+    args = parser.parse_args()
+
+    service = synthetic.load_or_build(args.data_root / str(args.size), args.size, args.database_url)
+    prepare_indexes(service, args.code.resolve())
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
+    print(f"压测工具：{'wrk（Lua 脚本）' if use_wrk else 'asyncio + httpx'}；被测代码：{args.code}")
+    run = run_wrk if use_wrk else run_httpx
+    server = Server(service, args.code.resolve(), args.workers)
+    print(f"服务就绪（{args.workers} 个工作进程，从索引文件启动）：{server.ready_s:.1f} s")
+    targets = TARGETS if args.size <= 100_000 else TARGETS_1M
+    try:
+        token = sign_in(server.base, service)
+        needs = random.Random(11).sample(service.need_ids, min(args.needs, len(service.need_ids)))
+        paths = [f"/needs/{i}/matches" for i in needs]
+        bodies = [json.dumps({"text": t, "target": "outcomes", "k": 10}, ensure_ascii=False) for t in _queries(300)]
+        for name, p, b in (("matches", paths, []), ("search", [], bodies)):
+            label = "已存需求的匹配 GET /needs/{id}/matches" if name == "matches" else "自由文本检索 POST /search"
+            warm_up(server.base, token, p[:10], b[:10])
+            print(f"\n{label}  （{args.size:,} 条成果）")
+            t = targets[name]
+            for c in (int(x) for x in args.concurrency.split(",")):
+                got = run(server.base, token, p, b, c, args.seconds)
+                print(f"  并发 {c:>2}: p50 {got['p50']:6.1f} ms  p95 {got['p95']:6.1f} ms"
+                      f"{_fmt_target(t['p95_ms'], 'ms', True)}  p99 {got['p99']:6.1f} ms  "
+                      f"{got['rps']:6.1f} 请求/s{_fmt_target(t['rps'], '请求/s', False)}  "
+                      f"（{got['requests']} 次，错误 {got['errors']}）", flush=True)
+        rss = server.worker_rss_mb()
+        print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB' for r in rss) or '未取得'}")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
