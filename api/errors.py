@@ -1,6 +1,7 @@
 """Every error answer has the same shape: {"code", "message", "details"}."""
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matcher.errors import DomainError
 from matcher.validation import describe_errors
+
+from .schemas import ErrorOut
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +59,58 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception):
         log.exception("unexpected error")
         return JSONResponse(error_body("internal_error", "服务器内部错误，请稍后重试或联系管理员"), status_code=500)
+
+
+
+# -- what the OpenAPI document says about errors -------------------------------------------------------
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+_FASTAPI_SHAPES = ("HTTPValidationError", "ValidationError")
+
+# For a route's ``responses=``: the record clashes with another (duplicate name, still in use, stale version).
+CONFLICT = {409: {"model": ErrorOut, "description": "与现有记录冲突（code 说明原因）"}}
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": dict(_ERROR_REF)}}}
+
+
+def _names_records(schema: dict, op: dict) -> bool:
+    """Whether the operation's JSON body refers to records by id (``enterprise_id``, ``need_ids``, ...)."""
+    body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if "$ref" in body:
+        body = schema["components"]["schemas"].get(body["$ref"].rsplit("/", 1)[-1], {})
+    return any(name.endswith(("_id", "_ids")) for name in body.get("properties", {}))
+
+
+def document_errors(schema: dict) -> None:
+    """Make the OpenAPI document list the error answers every route can give, in the shape they really have.
+
+    FastAPI documents 422 as ``{"detail": [...]}``; our handler answers ``{"code", "message", "details"}``
+    (a route's own 422 model, like an import report, stays as the alternative). Every route with a body may
+    answer 400 ``invalid_body`` (an unparseable body is refused before the caller is even checked) and 413
+    ``request_too_large``; every route with a path parameter, or whose body names records by id, 404 (no
+    such record, or one the caller may not see). Conflicts (409) are declared by the routes that have them
+    (:data:`CONFLICT`). Idempotent, since FastAPI caches the document and this may see it again.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            responses = op.setdefault("responses", {})
+            if "422" in responses:
+                content = responses["422"].setdefault("content", {}).setdefault("application/json", {})
+                own = content.get("schema")
+                if own is None or own.get("$ref", "").rsplit("/", 1)[-1] in _FASTAPI_SHAPES:
+                    content["schema"] = dict(_ERROR_REF)
+                    responses["422"]["description"] = "参数无效（invalid_input），message 用中文指出是哪一项"
+                elif own != _ERROR_REF and "anyOf" not in own:
+                    content["schema"] = {"anyOf": [own, dict(_ERROR_REF)]}
+            if "requestBody" in op:
+                responses.setdefault("400", _error_response("请求体无法解析（invalid_body）"))
+                responses.setdefault("413", _error_response("请求体过大（request_too_large）"))
+            if any(p.get("in") == "path" for p in op.get("parameters", ())) or _names_records(schema, op):
+                responses.setdefault("404", _error_response("记录（路径中的或请求体引用的）不存在或无权查看"))
+    # FastAPI's own validation shapes are referenced by no route any more.
+    if not any(f"/{name}\"" in json.dumps(schema["paths"]) for name in _FASTAPI_SHAPES):
+        for name in _FASTAPI_SHAPES:
+            components.pop(name, None)

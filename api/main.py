@@ -12,7 +12,7 @@ from . import errors
 from .deps import is_api_route, iter_routes, rule_of
 from .limits import BodyLimit
 from .routers import (audit, auth, events, imports, learning, needs, outcomes, pairings, parties, pipeline, projects,
-                      search, system, targets, users)
+                      regions, search, system, targets, users)
 
 DESCRIPTION = """
 产学研对接撮合服务：把**企业技术需求**与**高校科技成果**做语义匹配（多语言 e5 向量 + FAISS），
@@ -51,6 +51,7 @@ def _document_rules(app: FastAPI, rules: dict) -> None:
 
     def openapi() -> dict:
         schema = generate()
+        errors.document_errors(schema)
         for path, operations in schema.get("paths", {}).items():
             for method, op in operations.items():
                 rule = rules.get((method.upper(), path))
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
     app.add_middleware(BodyLimit, limits=limits)
 
     for module in (system, auth, users, audit, parties, needs, outcomes, search, imports, learning, pairings, projects,
-                   targets, pipeline, events):
+                   targets, regions, pipeline, events):
         app.include_router(module.router)
     _document_rules(app, _rules(app))
     return app

@@ -7,6 +7,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from matcher.clock import as_utc
+from matcher.schemas import UtcDateTime
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ class PairingEventOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     actor: str
-    at: datetime
+    at: UtcDateTime
     from_stage: str | None
     to_stage: str
     note: str | None
@@ -86,8 +87,8 @@ class PairingOut(BaseModel):
     explanation: dict | None
     note: str | None
     version: int
-    created_at: datetime
-    stage_changed_at: datetime
+    created_at: UtcDateTime
+    stage_changed_at: UtcDateTime
     events: list[PairingEventOut]
 
 

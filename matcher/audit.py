@@ -27,6 +27,7 @@ from .models import (
     Outcome,
     Pairing,
     Project,
+    Region,
     Target,
     User,
     utcnow,
@@ -36,6 +37,7 @@ from .models import (
 ENTITIES: dict[type, str] = {
     Need: "need", Outcome: "outcome", Pairing: "pairing", Project: "project", Target: "target", User: "user",
     Enterprise: "enterprise", Institution: "institution", ApiKey: "api_key", MatchEvent: "event",
+    Region: "region",
 }
 # Bookkeeping that changes with every write and says nothing about what a person changed.
 _NOISE = frozenset({"created_at", "updated_at", "content_hash", "title_key", "version", "stage_changed_at",

@@ -63,7 +63,7 @@ def load_tracks(session: Session, regions: set[str], as_of: date) -> list[Track]
         select(Project.pairing_id, Project.region).where(Project.pairing_id.is_not(None))).all())
     tracks = []
     for p in session.scalars(select(Pairing).options(selectinload(Pairing.events))).unique():
-        region = project_region.get(p.id) or region_of(p.need.enterprise.region if p.need else None)
+        region = project_region.get(p.id) or region_of(p.need.enterprise.region if p.need else None, session)
         if region not in regions:
             continue
         events = sorted(p.events, key=lambda e: (as_utc(e.at), e.id))
@@ -146,7 +146,7 @@ def funnel(tracks: list[Track], start: date, end: date) -> dict:
 
 def funnel_report(session: Session, region: str, start_year: int, end_year: int, as_of: date) -> dict:
     """The funnel of ``region`` (its districts included) for pairings proposed in the period up to ``as_of``."""
-    regions = regions_within(region)
+    regions = regions_within(region, session)
     start, end = date(start_year, 1, 1), date(end_year, 12, 31)
     tracks = load_tracks(session, regions, as_of)
     return {

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -330,3 +331,31 @@ class AuditEntry(Base):
     entity_id: Mapped[int | None] = mapped_column(Integer, index=True)
     changes: Mapped[dict] = mapped_column(JSON, default=dict)
     via: Mapped[str | None] = mapped_column(String(200))
+
+
+class Region(Timestamps, Base):
+    """A region of the tree progress reports roll up (district within city within province).
+
+    ``aliases`` are other spellings found in free-text locations ("文登" for 文登区); names and aliases
+    share one namespace, so a spelling always means one region.
+    """
+
+    __tablename__ = "regions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    aliases: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class LoginFailure(Base):
+    """One failed sign-in, counted against a user name and against a client address.
+
+    ``key`` is ``user:<name>`` or ``ip:<address>``; rows older than the throttling window are removed as
+    new failures arrive, so the table stays small.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -28,7 +28,7 @@ def counted_projects(session: Session, region: str, start_year: int, end_year: i
     until = min(as_of, end)
     if until < start:
         return []
-    stmt = select(Project).where(*signed_in(regions_within(region), start, until))
+    stmt = select(Project).where(*signed_in(regions_within(region, session), start, until))
     return list(session.scalars(stmt.order_by(Project.signed_date, Project.id)).unique())
 
 
@@ -139,7 +139,7 @@ def progress_report(session: Session, region: str, start_year: int, end_year: in
     report = progress(session, region, start_year, end_year, today=as_of)
     start, end = date(start_year, 1, 1), date(end_year, 12, 31)
     projects = counted_projects(session, region, start_year, end_year, as_of)
-    tracks = load_tracks(session, regions_within(region), as_of)
+    tracks = load_tracks(session, regions_within(region, session), as_of)
     target = report["target"]
     report["projection"] = {
         "run_rate": run_rate_projection(report["signed"], as_of, start, end, target),

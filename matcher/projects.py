@@ -57,7 +57,7 @@ def create_project_for_pairing(session: Session, pairing: Pairing, terms: Projec
         contract_type=terms.contract_type,
         amount_wan=terms.amount_wan,
         signed_date=terms.signed_date or today,
-        region=terms.region or region_of(need.enterprise.region),
+        region=terms.region or region_of(need.enterprise.region, session),
         industry_chain=need.industry_chain or (pairing.outcome.industry_chain if pairing.outcome else None),
         broker=pairing.broker or broker,
     )
@@ -74,7 +74,7 @@ def create_project(session: Session, data: ProjectIn, today: date | None = None)
     project = Project(
         title=data.title, enterprise_id=data.enterprise_id, institution_id=data.institution_id,
         contract_type=data.contract_type, amount_wan=data.amount_wan, signed_date=data.signed_date,
-        region=data.region or region_of(enterprise.region),
+        region=data.region or region_of(enterprise.region, session),
         industry_chain=data.industry_chain or enterprise.industry_chain, broker=data.broker,
     )
     session.add(project)

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .clock import as_utc
 from .imports.values import clean_prose as clean_text
 from .vocab import COOPERATION_MODES, INDUSTRY_CHAINS, INSTITUTION_KINDS, STAGES
 
@@ -57,6 +58,9 @@ Keywords = Annotated[list[Annotated[str, Field(max_length=50)]], Field(default_f
 Money = Annotated[float | None, Field(default=None, ge=0, le=1_000_000)]
 # Database ids: positive and within a 32-bit integer column on every backend.
 Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
+# A stored timestamp as answered: SQLite returns UTC without a zone, and a zone-less time is no RFC 3339
+# date-time (a client would read it as its own local time), so every answer carries the UTC offset.
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 Mode = Literal[COOPERATION_MODES]  # type: ignore[valid-type]  # one list, in vocab.py
 
 
@@ -218,8 +222,8 @@ class NeedOut(_Out):
     contact: str | None
     phone: str | None
     external_id: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class OutcomeOut(_Out):
@@ -243,8 +247,8 @@ class OutcomeOut(_Out):
     contact: str | None
     phone: str | None
     external_id: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 # -- matching --------------------------------------------------------------

@@ -84,7 +84,7 @@ def _project(session: Session, item: dict, report: PipelineReport) -> None:
         report.unchanged["projects"] += 1
         return
     session.add(Project(title=item["title"], enterprise_id=firm.id, institution_id=inst.id,
-                        contract_type=item["contract_type"], signed_date=signed, region=region_of(firm.region),
+                        contract_type=item["contract_type"], signed_date=signed, region=region_of(firm.region, session),
                         industry_chain=firm.industry_chain, broker=item.get("broker")))
     report.created["projects"] += 1
 

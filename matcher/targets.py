@@ -103,7 +103,7 @@ def progress(session: Session, region: str, start_year: int, end_year: int, toda
                                                  Target.year_end == end_year))
     start, end = date(start_year, 1, 1), date(end_year, 12, 31)
     counted_until = min(today, end)
-    regions = regions_within(region)
+    regions = regions_within(region, session)
     signed = 0
     if counted_until >= start:
         signed = session.scalar(select(func.count(Project.id)).where(*signed_in(regions, start, counted_until))) or 0

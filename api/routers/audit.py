@@ -16,7 +16,7 @@ Entity = Literal[tuple(sorted(set(audit.ENTITIES.values())))]  # type: ignore[va
 
 
 @router.get("/audit", response_model=Page[AuditEntryOut], summary="审计日志",
-            description="每次对需求、成果、对接、项目、目标、用户、企业、高校/院所、API 密钥和对接会的新建、修改、删除："
+            description="每次对需求、成果、对接、项目、目标、区域、用户、企业、高校/院所、API 密钥和对接会的新建、修改、删除："
                         "谁（actor_id、actor_name、actor_role）、何时（at，UTC）、经由哪个请求（via）、"
                         "对象（entity、entity_id）、各字段修改前后的值（changes；密码等机密只记“已修改”）。"
                         "按时间倒序分页；since/until 为北京时间日期（含当天）。日志只增不改：没有任何接口能修改或删除它，"

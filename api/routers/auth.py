@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 
-from matcher.accounts import users
+from matcher.accounts import throttle, users
 from matcher.accounts.bearer import issue_token
 from matcher.models import User
 
@@ -13,6 +13,8 @@ from ..deps import DB, EVERYONE, Actor, Ctx, public, require, token_key
 from ..schemas import ErrorOut, TokenOut
 
 router = APIRouter(tags=["账号与权限"])
+_TOO_MANY = {"model": ErrorOut, "description": "登录失败次数过多（too_many_attempts），稍后再试",
+             "headers": {"Retry-After": {"description": "需等待的秒数", "schema": {"type": "integer"}}}}
 
 
 def _token_answer(request: Request, ctx, db, user: User) -> dict:
@@ -30,12 +32,24 @@ def _me(db, user: User) -> dict:
 @router.post("/auth/token", response_model=TokenOut, summary="登录（获取访问令牌）",
              description="OAuth2 密码模式：表单字段 username、password（application/x-www-form-urlencoded）。"
                          "返回 access_token，之后每个请求带 `Authorization: Bearer <access_token>`。"
-                         "用户名或密码错误返回 401（invalid_credentials），不区分是哪一项错误。",
-             responses={401: {"model": ErrorOut}}, dependencies=[public()])
+                         "用户名或密码错误返回 401（invalid_credentials），不区分是哪一项错误。"
+                         "同一用户名或同一来源地址在时间窗内失败次数过多时返回 429（too_many_attempts），"
+                         "Retry-After 头给出需等待的秒数；登录成功即清零该用户名的失败次数。",
+             responses={401: {"model": ErrorOut}, 429: _TOO_MANY}, dependencies=[public()])
 def login(request: Request, ctx: Ctx, db: DB, username: Annotated[str, Form(min_length=1, max_length=100)],
           password: Annotated[str, Form(min_length=1, max_length=200)],
           grant_type: Annotated[str | None, Form(pattern="^password$")] = None):
-    user = users.authenticate(db, username, password)
+    limits = throttle.Limits.of(ctx.settings)
+    # The connecting address; behind a reverse proxy, uvicorn's --proxy-headers makes it the client's.
+    address = request.client.host if request.client else None
+    throttle.check(db, limits, username, address)
+    try:
+        user = users.authenticate(db, username, password)
+    except users.InvalidCredentials:
+        db.rollback()
+        throttle.record_failure(db, limits, username, address)
+        raise
+    throttle.reset(db, username)
     return _token_answer(request, ctx, db, user)
 
 

@@ -26,7 +26,7 @@ def create_event(data: EventIn, ctx: Ctx, db: DB):
 
 
 @router.get("/events", response_model=Page[EventBrief], summary="对接会列表")
-def list_events(db: DB, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+def list_events(db: DB, offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
     total, items = service.list_events(db, offset, limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 

@@ -8,6 +8,7 @@ from matcher.models import Need
 from matcher.schemas import MatchFilters, MatchList, NeedIn, NeedOut, NeedUpdate
 
 from ..deps import DB, EVERYONE, Actor, Ctx, PathId, QueryId, require
+from ..errors import CONFLICT
 from ..schemas import Page
 
 router = APIRouter(tags=["技术需求"])
@@ -18,14 +19,14 @@ _UNSEEN = "仅经纪人可见的需求只有发布它的企业、技术经理人
             dependencies=[require(*EVERYONE, note=_UNSEEN)])
 def list_needs(db: DB, actor: Actor, q: str | None = Query(None, max_length=100), enterprise_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
-               offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Need, q=q, offset=offset, limit=limit, enterprise_id=enterprise_id,
                                         industry_chain=industry_chain, status=status_,
                                         where=access.need_filters(actor))
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
 
-@router.post("/needs", response_model=NeedOut, status_code=status.HTTP_201_CREATED, summary="新建需求",
+@router.post("/needs", responses=CONFLICT, response_model=NeedOut, status_code=status.HTTP_201_CREATED, summary="新建需求",
              dependencies=[require("broker", "enterprise", note="企业用户只能为本企业发布需求。")])
 def create_need(data: NeedIn, ctx: Ctx, db: DB, actor: Actor):
     access.check_enterprise(actor, data.enterprise_id)
@@ -38,7 +39,7 @@ def get_need(need_id: PathId, db: DB, actor: Actor):
     return access.readable_need(db, actor, need_id)
 
 
-@router.patch("/needs/{need_id}", response_model=NeedOut, summary="修改需求",
+@router.patch("/needs/{need_id}", responses=CONFLICT, response_model=NeedOut, summary="修改需求",
               dependencies=[require("broker", "enterprise", note="企业用户只能修改本企业的需求，且不能转给其他企业。")])
 def update_need(need_id: PathId, data: NeedUpdate, ctx: Ctx, db: DB, actor: Actor):
     access.editable_need(db, actor, need_id)

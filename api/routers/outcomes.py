@@ -8,6 +8,7 @@ from matcher.models import Outcome
 from matcher.schemas import MatchFilters, MatchList, OutcomeIn, OutcomeOut, OutcomeUpdate
 
 from ..deps import DB, EVERYONE, Actor, Ctx, PathId, QueryId, require
+from ..errors import CONFLICT
 from ..schemas import Page
 
 router = APIRouter(tags=["科技成果"])
@@ -18,13 +19,14 @@ _PUBLIC = "科技成果是公开信息，任何已登录用户都可查看。"
             dependencies=[require(*EVERYONE, note=_PUBLIC)])
 def list_outcomes(db: DB, q: str | None = Query(None, max_length=100), institution_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
-               offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Outcome, q=q, offset=offset, limit=limit, institution_id=institution_id,
                                         industry_chain=industry_chain, status=status_)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
 
-@router.post("/outcomes", response_model=OutcomeOut, status_code=status.HTTP_201_CREATED, summary="新建成果",
+@router.post("/outcomes", responses=CONFLICT,
+             response_model=OutcomeOut, status_code=status.HTTP_201_CREATED, summary="新建成果",
              dependencies=[require("broker", "institution", note="高校/院所用户只能为本单位登记成果。")])
 def create_outcome(data: OutcomeIn, ctx: Ctx, db: DB, actor: Actor):
     access.check_institution(actor, data.institution_id)
@@ -37,7 +39,7 @@ def get_outcome(outcome_id: PathId, db: DB):
     return records.get_outcome(db, outcome_id)
 
 
-@router.patch("/outcomes/{outcome_id}", response_model=OutcomeOut, summary="修改成果",
+@router.patch("/outcomes/{outcome_id}", responses=CONFLICT, response_model=OutcomeOut, summary="修改成果",
               dependencies=[require("broker", "institution", note="高校/院所用户只能修改本单位的成果，且不能转给其他单位。")])
 def update_outcome(outcome_id: PathId, data: OutcomeUpdate, ctx: Ctx, db: DB, actor: Actor):
     access.editable_outcome(db, actor, outcome_id)

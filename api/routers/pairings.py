@@ -9,12 +9,14 @@ from matcher.models import Pairing
 
 from ..deps import DB, STAFF, Actor, PathId, QueryId, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
+from ..errors import CONFLICT
 from ..schemas import Page, PairingOut, ProjectOut
 
 router = APIRouter(tags=["对接"], dependencies=[require(*STAFF, note="对接记录含需求全文与经纪人判断，只对技术经理人和管理员开放。")])
 
 
-@router.post("/pairings", response_model=PairingOut, status_code=status.HTTP_201_CREATED, summary="推荐一个对接",
+@router.post("/pairings", responses=CONFLICT,
+             response_model=PairingOut, status_code=status.HTTP_201_CREATED, summary="推荐一个对接",
              description="从匹配结果创建对接（阶段为「已推荐」）。同一需求与成果只能有一条对接记录。"
                          "broker 不填则为当前登录用户。")
 def create_pairing(data: pairings.PairingCreate, db: DB, actor: Actor):
@@ -24,7 +26,7 @@ def create_pairing(data: pairings.PairingCreate, db: DB, actor: Actor):
 @router.get("/pairings", response_model=Page[PairingOut], summary="对接列表")
 def list_pairings(db: DB, need_id: QueryId = None, outcome_id: QueryId = None,
                   stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100),
-                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+                  offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
     pairings.check_stage_filter(stage)
     total, items = records.list_records(db, Pairing, offset=offset, limit=limit, need_id=need_id,
                                         outcome_id=outcome_id, stage=stage, broker=broker)
@@ -46,7 +48,7 @@ def get_pairing(pairing_id: PathId, db: DB):
     return pairings.get_pairing(db, pairing_id)
 
 
-@router.post("/pairings/{pairing_id}/moves", response_model=PairingOut, summary="推进对接阶段",
+@router.post("/pairings/{pairing_id}/moves", responses=CONFLICT, response_model=PairingOut, summary="推进对接阶段",
              description="已推荐 → 已联系 → 洽谈中 → 已签约，或从任一未结束阶段转为未成功（须给原因）。"
                          "须提交最近读取的 version；被他人改过则返回 409。签约须附 project（合同类型等），同时生成合作项目。")
 def move_pairing(pairing_id: PathId, move: pairings.PairingMove, db: DB, actor: Actor):

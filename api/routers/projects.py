@@ -20,7 +20,7 @@ class LandedIn(BaseModel):
 
 
 @router.get("/projects", response_model=Page[ProjectOut], summary="合作项目列表")
-def list_projects(db: DB, region: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0),
+def list_projects(db: DB, region: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0, le=10_000_000),
                   limit: int = Query(50, ge=1, le=500)):
     total, items = records.list_records(db, Project, offset=offset, limit=limit, region=region)
     return {"total": total, "offset": offset, "limit": limit, "items": items}

@@ -14,6 +14,7 @@ from matcher.models import Target
 
 from ..deps import DB, STAFF, AsOf, PathId, Period, Region, Year, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
+from ..errors import CONFLICT
 from ..schemas import TargetOut
 
 router = APIRouter(tags=["目标与进度"])
@@ -31,13 +32,14 @@ def list_targets(db: DB, region: str | None = Query(None, max_length=100)):
     return list(db.scalars(stmt))
 
 
-@router.post("/targets", response_model=TargetOut, status_code=status.HTTP_201_CREATED, summary="设定目标",
+@router.post("/targets", responses=CONFLICT,
+             response_model=TargetOut, status_code=status.HTTP_201_CREATED, summary="设定目标",
              description="某区域某年（year_start = year_end）或多年期间的签约项目数目标。", dependencies=_WRITE)
 def create_target(data: targets.TargetIn, db: DB):
     return targets.create_target(db, data)
 
 
-@router.put("/targets/{target_id}", response_model=TargetOut, summary="修改目标", dependencies=_WRITE)
+@router.put("/targets/{target_id}", responses=CONFLICT, response_model=TargetOut, summary="修改目标", dependencies=_WRITE)
 def update_target(target_id: PathId, data: targets.TargetIn, db: DB):
     return targets.update_target(db, target_id, data)
 

@@ -7,6 +7,7 @@ from matcher.access import ROLES
 from matcher.accounts import users
 
 from ..deps import DB, PathId, require
+from ..errors import CONFLICT
 from ..schemas import Page
 
 router = APIRouter(tags=["账号与权限"], dependencies=[require(note="账号与 API 密钥由管理员管理。")])
@@ -16,12 +17,13 @@ _ROLE_DOC = ("role：admin 管理员、broker 技术经理人、enterprise 企�
 
 @router.get("/users", response_model=Page[users.UserOut], summary="用户列表")
 def list_users(db: DB, role: str | None = Query(None, pattern="^(" + "|".join(ROLES) + ")$"),
-               offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)):
+               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
     total, items = users.list_users(db, role, offset, limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
 
-@router.post("/users", response_model=users.UserOut, status_code=status.HTTP_201_CREATED, summary="新建用户",
+@router.post("/users", responses=CONFLICT,
+             response_model=users.UserOut, status_code=status.HTTP_201_CREATED, summary="新建用户",
              description=_ROLE_DOC + "用户名不区分大小写；密码 8–128 个字符，只保存 scrypt 哈希。")
 def create_user(data: users.UserIn, db: DB):
     return users.create_user(db, data)
@@ -32,7 +34,7 @@ def get_user(user_id: PathId, db: DB):
     return users.get_user(db, user_id)
 
 
-@router.patch("/users/{user_id}", response_model=users.UserOut, summary="修改用户（角色、绑定、停用、重置密码）",
+@router.patch("/users/{user_id}", responses=CONFLICT, response_model=users.UserOut, summary="修改用户（角色、绑定、停用、重置密码）",
               description=_ROLE_DOC + "改角色、绑定、停用或重置密码后，该用户已签发的访问令牌全部失效。"
                                        "不能停用或降级最后一个启用的管理员（409 last_admin）。用户不删除，只停用（active=false）。")
 def update_user(user_id: PathId, data: users.UserUpdate, db: DB):

@@ -1,7 +1,6 @@
 """Users and their API keys: create, change, sign in."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -13,7 +12,7 @@ from ..access import ADMIN, ENTERPRISE, INSTITUTION, ROLE_LABELS, ROLES
 from ..errors import Conflict, DomainError, Invalid, NotFound
 from ..models import ApiKey, User, utcnow
 from ..records import get_enterprise, get_institution
-from ..schemas import Id, Name
+from ..schemas import Id, Name, UtcDateTime
 from .bearer import new_api_key
 from .passwords import dummy_hash, hash_password, verify_password
 
@@ -81,8 +80,8 @@ class UserOut(BaseModel):
     enterprise_id: int | None
     institution_id: int | None
     active: bool
-    created_at: datetime
-    last_login_at: datetime | None
+    created_at: UtcDateTime
+    last_login_at: UtcDateTime | None
 
     @model_validator(mode="after")
     def _label(self):
@@ -96,8 +95,8 @@ class ApiKeyOut(BaseModel):
     user_id: int
     name: str
     prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyOut):
