@@ -37,9 +37,10 @@ serve: install
 	$(VENV)/bin/matcher serve --host $(HOST) --port $(PORT)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install
+	$(PIP) install --quiet -e '.[test,bench]'
 	$(PY) bench/run_all.py
 
 clean:
