@@ -11,7 +11,7 @@ per-call length sorting, default threads); then our Encoder on each backend.
 
 Ceiling: useful FLOPs of the transformer (counted from the model config, real token counts, no padding)
 divided by the time taken, against the GEMM rate this machine reaches on the same matrix shapes
-(torch fp32 matmul; int8 through torch._int_mm for the int8 backend).
+(torch fp32 matmul; bf16 matmul for torch-bf16; int8 through torch._int_mm for the int8 backend).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def gemm_rates(runs: int) -> dict[str, float]:
     m = 16 * 160  # a batch of 16 abstracts of ~160 tokens
     shapes = [(m, 384, 384), (m, 384, 1536), (m, 1536, 384)]
     out = {}
-    for label, dtype in (("fp32", torch.float32), ("int8", torch.int8)):
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8)):
         rates = []
         for _ in range(runs):
             total_flops = total_s = 0.0
@@ -75,7 +75,7 @@ def gemm_rates(runs: int) -> dict[str, float]:
                     w = torch.randint(-128, 127, (k, b), dtype=dtype)
                     op = lambda x=x, w=w: torch._int_mm(x, w)  # noqa: E731
                 else:
-                    x, w = torch.randn(a, k), torch.randn(k, b)
+                    x, w = torch.randn(a, k, dtype=dtype), torch.randn(k, b, dtype=dtype)
                     op = lambda x=x, w=w: x @ w  # noqa: E731
                 op()
                 reps = 10
@@ -163,7 +163,8 @@ def main() -> None:
     print(f"model: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, ffn {cfg.intermediate_size}: "
           f"{doc_flops / sum(doc_tokens) / 1e6:.1f} MFLOP per abstract token, "
           f"{query_flops / sum(query_tokens) / 1e6:.1f} per query token")
-    print(f"measured GEMM rate on these shapes: fp32 {rates['fp32']:.1f} GFLOP/s, int8 {rates['int8']:.1f} GOP/s")
+    print(f"measured GEMM rate on these shapes: fp32 {rates['fp32']:.1f} GFLOP/s, bf16 {rates['bf16']:.1f} GFLOP/s, "
+          f"int8 {rates['int8']:.1f} GOP/s")
     print()
     print("| mode | docs/s (median) | docs/s p10–p90 | × peer | queries/s (median) | × peer "
           "| single query p50 / p95 ms | × peer (p50) | GFLOP/s (docs) | % of ceiling |")
@@ -177,8 +178,8 @@ def main() -> None:
         q = len(queries) / statistics.median(query_s[mode])
         p50, p95 = statistics.median(single_ms[mode]), percentile(single_ms[mode], 95)
         achieved = doc_flops / statistics.median(doc_s[mode]) / 1e9
-        ceiling = rates["int8"] if mode.endswith("int8") else rates["fp32"]
-        kind = "int8 GEMM" if mode.endswith("int8") else "fp32 GEMM"
+        precision = next((p for p in ("int8", "bf16") if mode.endswith(p)), "fp32")
+        ceiling, kind = rates[precision], f"{precision} GEMM"
         print(f"| {mode} | {d:.2f} | {percentile(rates_docs, 10):.2f}–{percentile(rates_docs, 90):.2f} "
               f"| {d / base_docs:.2f} | {q:.1f} | {q / base_q:.2f} | {p50:.1f} / {p95:.1f} "
               f"| {base_single / p50:.2f} | {achieved:.1f} | {100 * achieved / ceiling:.0f} % of {kind} "

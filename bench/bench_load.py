@@ -65,6 +65,8 @@ class Ledger:
     conflicts: int = 0
     records: dict[tuple[str, int], dict] = field(default_factory=dict)
     pairings: dict[int, dict] = field(default_factory=dict)
+    # Seconds from a create acknowledged by one worker until another worker's search returned it.
+    visible_after: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -194,6 +196,23 @@ class LoadClient(threading.Thread):
         if r.status_code == 201:
             self.mine["needs"].append(r.json()["id"])
             self._acknowledge("needs", r.json())
+            self._time_until_visible(client, r.json()["id"], title)
+
+    def _time_until_visible(self, writer: httpx.Client, need_id: int, title: str) -> None:
+        """Ask another worker for the new need at once, then every 50 ms, for at most 5 s; record the wait."""
+        others = [w for w in self.workers if w is not writer] or [writer]
+        reader = self.rng.choice(others)
+        acknowledged = time.perf_counter()
+        while True:
+            # Measured to the start of the request that found it: the index had caught up by then.
+            waited = time.perf_counter() - acknowledged
+            r = self._send("search", reader, "POST", "/search", json={"text": title, "target": "needs", "k": 10})
+            found = r.status_code == 200 and any(i["need"]["id"] == need_id for i in r.json()["results"])
+            if found or waited > 5:
+                with self.ledger.lock:
+                    self.ledger.visible_after.append(waited if found else float("inf"))
+                return
+            time.sleep(0.05)
 
     def create_outcome(self, client, kind):
         title = self._title()
@@ -327,6 +346,11 @@ def report(ledger: Ledger, seconds: float, args) -> None:
     for kind in sorted(ledger.latencies):
         values = ledger.latencies[kind]
         print(f"{kind:<16}{len(values):>6}{percentile(values, 50) * 1000:>10.1f}{percentile(values, 95) * 1000:>10.1f}")
+    lags = ledger.visible_after
+    if lags:
+        late = sum(lag > 1 for lag in lags)
+        print(f"新建需求被另一工作进程检索到: {len(lags)} 次，p50 {percentile(lags, 50) * 1000:.0f} ms，"
+              f"最长 {max(lags) * 1000:.0f} ms，超过 1 秒 {late} 次")
     for line in ledger.errors[:10]:
         print(f"  错误: {line}")
 
@@ -366,6 +390,9 @@ def main() -> int:
         problems = check(db_url, ledger, workers)
         for line in problems[:20]:
             print(f"  不一致: {line}")
+        late = [lag for lag in ledger.visible_after if lag > 1]
+        if late:
+            problems.append(f"{len(late)} 条新建需求超过 1 秒才在另一工作进程可见")
         passed = not problems and not ledger.errors
         print(f"检查（已确认写入均在库中、各工作进程索引与数据库一致）: {'PASS' if passed else 'FAIL'}")
         for w in workers:

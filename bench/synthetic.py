@@ -68,12 +68,11 @@ class BenchService:
 
 def model_id(data_dir: Path) -> str:
     """The model id the service's encoder will have (default model, configured backend), without loading it."""
-    from embeddings.onnx_backend import TORCH
+    from embeddings.onnx_backend import backend_model_id, check_backend
     from matcher.settings import Settings
 
     base = _model_id(DEFAULT_MODEL, resolve_model_dir(DEFAULT_MODEL, data_dir))
-    backend = Settings().embedding_backend
-    return base if backend == TORCH else f"{base}+{backend}"
+    return backend_model_id(base, check_backend(Settings().embedding_backend))
 
 
 def _abstracts() -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .active_model import active_model_dir
-from .onnx_backend import (INT8_RECIPE, ONNX_INT8, TORCH, OnnxSentenceModel, check_backend, cpu_threads,
+from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_threads,
                            ensure_onnx_file, export_dir)
 from .profiles import ModelProfile, profile_for
 
@@ -80,10 +80,10 @@ class Encoder:
 
     Vectors are float32 and L2-normalised, so inner product is cosine.
     ``model_id`` names the model, its weights and, unless ``backend`` is plain
-    ``torch`` fp32, the backend (``onnx`` or ``onnx-int8``): caches key on it,
-    so vectors of different precisions never mix. ``torch`` is the class
-    default because it is the exact reference; the service takes its backend
-    from ``MATCHER_EMBEDDING_BACKEND`` (default ``onnx-int8``).
+    ``torch`` fp32, the backend (``torch-bf16``, ``onnx`` or ``onnx-int8``):
+    caches key on it, so vectors of different precisions never mix. ``torch``
+    is the class default because it is the exact reference; the service takes
+    its backend from ``MATCHER_EMBEDDING_BACKEND`` (default ``auto``).
     """
 
     def __init__(self, spec: str = DEFAULT_MODEL, data_dir: Path | str = "data", check_chinese: bool = True,
@@ -98,8 +98,7 @@ class Encoder:
         self.backend = backend
         self._st = self._load(location, spec)
         base_id = _model_id(spec, location)
-        self.model_id = {TORCH: base_id, ONNX_INT8: f"{base_id}+{backend}.{INT8_RECIPE}"}.get(backend,
-                                                                                          f"{base_id}+{backend}")
+        self.model_id = backend_model_id(base_id, backend)
         st = self._st
         self.dim = int(st.get_embedding_dimension() if hasattr(st, "get_embedding_dimension")
                        else st.get_sentence_embedding_dimension())
@@ -107,10 +106,12 @@ class Encoder:
                                                  getattr(st, "prompts", None))
         self.max_tokens = int(getattr(st, "max_seq_length", 512) or 512)
         self._onnx: OnnxSentenceModel | None = None
-        if backend == TORCH:
+        if backend in (TORCH, TORCH_BF16):
             import torch
 
             torch.set_num_threads(cpu_threads())
+            if backend == TORCH_BF16:
+                self._st = self._st.to(torch.bfloat16)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
             self._st = None  # only the tokenizer is needed now; let the fp32 weights go
@@ -191,9 +192,12 @@ class Encoder:
         if self._onnx is None:
             vecs = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True,
                                    normalize_embeddings=True, show_progress_bar=False)
-            return vecs.astype(np.float32, copy=False)
-        vecs = np.concatenate([self._onnx.encode_batch(texts[i : i + batch_size])
-                               for i in range(0, len(texts), batch_size)])
+            if self.backend == TORCH:
+                return vecs.astype(np.float32, copy=False)
+            vecs = np.asarray(vecs, dtype=np.float32)  # bf16 rows: normalise again at float32 precision
+        else:
+            vecs = np.concatenate([self._onnx.encode_batch(texts[i : i + batch_size])
+                                   for i in range(0, len(texts), batch_size)])
         # The exported graph normalises when the model has a Normalize module; do it anyway for the promise.
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)

@@ -23,12 +23,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TORCH = "torch"
+TORCH_BF16 = "torch-bf16"
 ONNX = "onnx"
 ONNX_INT8 = "onnx-int8"
-BACKENDS = (ONNX_INT8, ONNX, TORCH)
-# fp32 under ONNX Runtime: the same vectors as torch (cosine 1.0000), faster. int8 is faster still but
-# fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past the 0.01 bound (docs/benchmarks.md): selectable only.
-DEFAULT_BACKEND = ONNX
+AUTO = "auto"
+BACKENDS = (ONNX_INT8, ONNX, TORCH_BF16, TORCH)
+# auto: bf16 weights in torch where the CPU multiplies bf16 natively (AVX-512 BF16 or AMX): about 2x fp32 at
+# cosine >= 0.9999 to it; elsewhere fp32 under ONNX Runtime (the same vectors as torch, ~1.35x). int8 is
+# faster still but fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past the 0.01 bound: selectable only.
+DEFAULT_BACKEND = AUTO
+_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 _FP32_FILE = "model.onnx"
 # The quantisation recipe is part of the int8 model id: vectors of two recipes must never share a cache.
@@ -42,14 +46,39 @@ class UnknownBackendError(ValueError):
     """The backend setting names no backend this build knows."""
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (without it, bf16 in torch is emulated and slower than fp32)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore")
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return bool(flags & _BF16_CPU_FLAGS)
+
+
 def check_backend(name: str) -> str:
-    """Return ``name`` normalised if it is one of :data:`BACKENDS`; otherwise raise :class:`UnknownBackendError`."""
+    """Return ``name`` normalised and resolved (``auto`` → the fastest exact-enough backend for this CPU).
+
+    Raises :class:`UnknownBackendError` for anything not in :data:`BACKENDS` or ``auto``.
+    """
     normalised = (name or "").strip().lower()
+    if normalised == AUTO:
+        return TORCH_BF16 if cpu_has_bf16() else ONNX
     if normalised not in BACKENDS:
         raise UnknownBackendError(
-            f"未知的向量推理后端 {name!r}；可选：{' | '.join(BACKENDS)}（MATCHER_EMBEDDING_BACKEND）。"
+            f"未知的向量推理后端 {name!r}；可选：{AUTO} | {' | '.join(BACKENDS)}（MATCHER_EMBEDDING_BACKEND）。"
         )
     return normalised
+
+
+def backend_model_id(base_id: str, backend: str) -> str:
+    """The model id vectors of ``backend`` are cached under: plain fp32 torch keeps the bare id."""
+    if backend == TORCH:
+        return base_id
+    if backend == ONNX_INT8:
+        return f"{base_id}+{backend}.{INT8_RECIPE}"
+    return f"{base_id}+{backend}"
 
 
 def cpu_threads() -> int:

@@ -56,7 +56,7 @@ def evaluate(
     split: str = typer.Option(None, help="只用 split 字段为该值的查询，如 dev"),
     limit: int = typer.Option(None, min=1, help="只评估前 N 个查询"),
     weight: list[str] = typer.Option([], "--set", help="临时修改排序权重，如 --set lexical=0.3（可重复）"),
-    backend: str = typer.Option(None, help="向量推理后端 onnx | onnx-int8 | torch（默认取 MATCHER_EMBEDDING_BACKEND）"),
+    backend: str = typer.Option(None, help="向量推理后端 auto | torch-bf16 | onnx | onnx-int8 | torch（默认取 MATCHER_EMBEDDING_BACKEND）"),
     as_json: bool = typer.Option(False, "--json", help="以一个 JSON 对象输出"),
 ):
     """在评测集上运行真实的排序流程，输出 Recall@k、MRR@k、nDCG@k（总体与分类别）及每秒查询数。"""

