@@ -40,7 +40,8 @@ def write_file(path: Path, n: int) -> int:
             text = json.loads(line)["text"].strip()
             if len(text) < 40:
                 continue
-            kws = terms(text)[:4] or ["技术"]
+            # A keyword longer than the import accepts (50 characters) would reject the whole file.
+            kws = [t for t in terms(text) if len(t) <= 20][:4] or ["技术"]
             i = len(rows)
             rows.append({"成果名称": f"{kws[0]}{('技术', '方法', '系统', '装置')[i % 4]}（{i + 1}）", "成果简介": text,
                          "单位名称": f"测试大学{i % 50}", "关键词": "、".join(kws[1:]),
