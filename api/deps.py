@@ -40,6 +40,12 @@ def get_session(ctx: Annotated[MatcherContext, Depends(get_ctx)]) -> Iterator[Se
 Ctx = Annotated[MatcherContext, Depends(get_ctx)]
 DB = Annotated[Session, Depends(get_session)]
 
+# Paging of every list. The offset is capped because a huge one overflows SQLite's integer (a 500, found by
+# schemathesis); ten million rows is past any list this service holds.
+MAX_OFFSET = 10_000_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="跳过的条数")]
+Limit = Annotated[int, Query(ge=1, le=500, description="每页条数（最多 500）")]
+
 # Both schemes appear in /docs ("Authorize"); neither fails by itself, current_actor decides.
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False,
                                description="POST /auth/token 登录得到的访问令牌，或 API 密钥")

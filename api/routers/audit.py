@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from matcher import audit
 
-from ..deps import DB, QueryId, require
+from ..deps import DB, Limit, Offset, QueryId, require
 from ..schemas import AuditEntryOut, Page
 
 router = APIRouter(tags=["审计"])
@@ -26,7 +26,7 @@ def list_audit(db: DB, entity: Entity | None = None, entity_id: QueryId = None, 
                action: Literal["create", "update", "delete", "revoke"] | None = None,
                since: date | None = Query(None, description="起始日期 YYYY-MM-DD（含）"),
                until: date | None = Query(None, description="截止日期 YYYY-MM-DD（含）"),
-               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+               offset: Offset = 0, limit: Limit = 50):
     total, items = audit.list_entries(db, entity=entity, entity_id=entity_id, actor_id=actor_id, action=action,
                                       since=since, until=until, offset=offset, limit=limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from matcher.events import agendas, service
 from matcher.events.requests import EventIn
 
-from ..deps import DB, STAFF, Ctx, PathId, require
+from ..deps import Ctx, DB, Limit, Offset, PathId, STAFF, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
 from ..schemas import ErrorOut, EventBrief, EventOut, Page
 
@@ -26,7 +26,7 @@ def create_event(data: EventIn, ctx: Ctx, db: DB):
 
 
 @router.get("/events", response_model=Page[EventBrief], summary="对接会列表")
-def list_events(db: DB, offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+def list_events(db: DB, offset: Offset = 0, limit: Limit = 50):
     total, items = service.list_events(db, offset, limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 

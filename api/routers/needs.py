@@ -7,7 +7,7 @@ from matcher import access, matching, records
 from matcher.models import Need
 from matcher.schemas import MatchFilters, MatchList, NeedIn, NeedOut, NeedUpdate
 
-from ..deps import DB, EVERYONE, Actor, Ctx, PathId, QueryId, require
+from ..deps import Actor, Ctx, DB, EVERYONE, Limit, Offset, PathId, QueryId, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -19,7 +19,7 @@ _UNSEEN = "仅经纪人可见的需求只有发布它的企业、技术经理人
             dependencies=[require(*EVERYONE, note=_UNSEEN)])
 def list_needs(db: DB, actor: Actor, q: str | None = Query(None, max_length=100), enterprise_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
-               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+               offset: Offset = 0, limit: Limit = 50):
     total, items = records.list_records(db, Need, q=q, offset=offset, limit=limit, enterprise_id=enterprise_id,
                                         industry_chain=industry_chain, status=status_,
                                         where=access.need_filters(actor))

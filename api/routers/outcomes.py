@@ -7,7 +7,7 @@ from matcher import access, matching, records
 from matcher.models import Outcome
 from matcher.schemas import MatchFilters, MatchList, OutcomeIn, OutcomeOut, OutcomeUpdate
 
-from ..deps import DB, EVERYONE, Actor, Ctx, PathId, QueryId, require
+from ..deps import Actor, Ctx, DB, EVERYONE, Limit, Offset, PathId, QueryId, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -19,7 +19,7 @@ _PUBLIC = "科技成果是公开信息，任何已登录用户都可查看。"
             dependencies=[require(*EVERYONE, note=_PUBLIC)])
 def list_outcomes(db: DB, q: str | None = Query(None, max_length=100), institution_id: QueryId = None,
                industry_chain: str | None = Query(None, max_length=50), status_: str | None = Query(None, alias="status", max_length=20),
-               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+               offset: Offset = 0, limit: Limit = 50):
     total, items = records.list_records(db, Outcome, q=q, offset=offset, limit=limit, institution_id=institution_id,
                                         industry_chain=industry_chain, status=status_)
     return {"total": total, "offset": offset, "limit": limit, "items": items}

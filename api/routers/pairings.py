@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from matcher import exports, pairings, records
 from matcher.models import Pairing
 
-from ..deps import DB, STAFF, Actor, PathId, QueryId, require
+from ..deps import Actor, DB, Limit, Offset, PathId, QueryId, STAFF, require
 from ..downloads import XLSX_RESPONSES, xlsx_response
 from ..errors import CONFLICT
 from ..schemas import Page, PairingOut, ProjectOut
@@ -26,7 +26,7 @@ def create_pairing(data: pairings.PairingCreate, db: DB, actor: Actor):
 @router.get("/pairings", response_model=Page[PairingOut], summary="对接列表")
 def list_pairings(db: DB, need_id: QueryId = None, outcome_id: QueryId = None,
                   stage: str | None = Query(None, max_length=20), broker: str | None = Query(None, max_length=100),
-                  offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+                  offset: Offset = 0, limit: Limit = 50):
     pairings.check_stage_filter(stage)
     total, items = records.list_records(db, Pairing, offset=offset, limit=limit, need_id=need_id,
                                         outcome_id=outcome_id, stage=stage, broker=broker)

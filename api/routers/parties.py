@@ -14,7 +14,7 @@ from matcher.schemas import (
     InstitutionUpdate,
 )
 
-from ..deps import DB, EVERYONE, STAFF, Actor, PathId, require
+from ..deps import Actor, DB, EVERYONE, Limit, Offset, PathId, STAFF, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -24,8 +24,8 @@ _STAFF = [require(*STAFF)]
 
 
 @router.get("/enterprises", response_model=Page[EnterpriseOut], tags=["企业"], summary="企业列表", dependencies=_DIRECTORY)
-def list_enterprises(db: DB, q: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0, le=10_000_000),
-                     limit: int = Query(50, ge=1, le=500)):
+def list_enterprises(db: DB, q: str | None = Query(None, max_length=100), offset: Offset = 0,
+                     limit: Limit = 50):
     total, items = records.list_records(db, Enterprise, q=q, offset=offset, limit=limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
@@ -57,8 +57,8 @@ def delete_enterprise(enterprise_id: PathId, db: DB):
 
 
 @router.get("/institutions", response_model=Page[InstitutionOut], tags=["高校/院所"], summary="高校/院所列表", dependencies=_DIRECTORY)
-def list_institutions(db: DB, q: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0, le=10_000_000),
-                      limit: int = Query(50, ge=1, le=500)):
+def list_institutions(db: DB, q: str | None = Query(None, max_length=100), offset: Offset = 0,
+                      limit: Limit = 50):
     total, items = records.list_records(db, Institution, q=q, offset=offset, limit=limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 

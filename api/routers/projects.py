@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from matcher import projects, records
 from matcher.models import Project
 
-from ..deps import DB, STAFF, PathId, require
+from ..deps import DB, Limit, Offset, PathId, STAFF, require
 from ..schemas import Page, ProjectOut
 
 router = APIRouter(tags=["合作项目"], dependencies=[require(*STAFF)])
@@ -20,8 +20,8 @@ class LandedIn(BaseModel):
 
 
 @router.get("/projects", response_model=Page[ProjectOut], summary="合作项目列表")
-def list_projects(db: DB, region: str | None = Query(None, max_length=100), offset: int = Query(0, ge=0, le=10_000_000),
-                  limit: int = Query(50, ge=1, le=500)):
+def list_projects(db: DB, region: str | None = Query(None, max_length=100), offset: Offset = 0,
+                  limit: Limit = 50):
     total, items = records.list_records(db, Project, offset=offset, limit=limit, region=region)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from matcher.access import ROLES
 from matcher.accounts import users
 
-from ..deps import DB, PathId, require
+from ..deps import DB, Limit, Offset, PathId, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -17,7 +17,7 @@ _ROLE_DOC = ("role：admin 管理员、broker 技术经理人、enterprise 企�
 
 @router.get("/users", response_model=Page[users.UserOut], summary="用户列表")
 def list_users(db: DB, role: str | None = Query(None, pattern="^(" + "|".join(ROLES) + ")$"),
-               offset: int = Query(0, ge=0, le=10_000_000), limit: int = Query(50, ge=1, le=500)):
+               offset: Offset = 0, limit: Limit = 50):
     total, items = users.list_users(db, role, offset, limit)
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
