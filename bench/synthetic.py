@@ -34,6 +34,7 @@ from sqlalchemy import insert, select, text
 from embeddings.encoder import DEFAULT_MODEL, _model_id, resolve_model_dir
 from embeddings.vector_cache import embedding_cache, text_key
 from matcher.documents import document_text, sentences_of
+from matcher.explain import explain_terms
 from matcher.models import Enterprise, Institution, Need, Outcome
 from matcher.textutil import embed_text, split_sentences, terms
 from matcher.vocab import COOPERATION_MODES, INDUSTRY_CHAINS, STAGES
@@ -47,6 +48,8 @@ _SUBJECTS = ("理工", "海洋", "农业", "医科", "工业", "科技", "交通
 _KINDS = ("大学", "学院", "研究院", "研究所", "新型研发机构")
 _SUFFIXES = ("技术", "关键技术", "装置及方法", "系统", "新工艺", "制备方法", "集成应用")
 _CHUNK = 20_000
+# Bumped when what a built service holds changes (2: records keep explain_terms); an older build is rebuilt.
+FORMAT = 2
 
 
 @dataclass
@@ -188,6 +191,7 @@ def _outcome_rows(texts: _Texts, start: int, count: int, inst_ids, rng) -> tuple
                "price_min": float(rng.integers(5, 200)) if i % 3 else None, "price_max": None,
                "price_negotiable": i % 3 == 0, "status": "available"}
         row["content_hash"] = _hash(row)
+        row["explain_terms"] = explain_terms(Outcome(title=title, abstract=body, keywords=keywords))
         rows.append(row)
         sents = split_sentences(body) or [title]
         svecs = np.stack([texts.vector_of_sentence(s, a, rng) for s in sents])
@@ -257,6 +261,7 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
                "cooperation_modes": [COOPERATION_MODES[i % len(COOPERATION_MODES)]], "budget_min": 10.0 + i % 90,
                "budget_max": 100.0 + i % 400, "visibility": "public", "status": "open"}
         row["content_hash"] = _hash(row)
+        row["explain_terms"] = explain_terms(Need(title=title, description=src["text"], keywords=kws))
         needs.append(row)
         a = int(rng.integers(len(texts.abstracts)))
         vectors[text_key(embed_text(title, src["text"], kws), "query")] = _unit(
@@ -271,7 +276,7 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
     log(f"合成数据完成：{n_outcomes:,} 条成果、{n_needs:,} 条需求、{len(written):,} 个向量，用时 "
         f"{time.perf_counter() - started:.0f} s")
     service = BenchService(data_dir, url, n_outcomes, need_ids, model)
-    (data_dir / "bench.json").write_text(json.dumps({"n_outcomes": n_outcomes, "database_url": url,
+    (data_dir / "bench.json").write_text(json.dumps({"format": FORMAT, "n_outcomes": n_outcomes, "database_url": url,
                                                      "need_ids": need_ids, "model_id": model}))
     return service
 
@@ -304,7 +309,7 @@ def load_or_build(data_dir: Path, n_outcomes: int, database_url: str | None = No
         meta = json.loads(meta_path.read_text())
         same_store = (meta["database_url"].startswith("sqlite") if database_url is None
                       else meta["database_url"].startswith(database_url.split("?")[0]))
-        if meta["n_outcomes"] == n_outcomes and same_store:
+        if meta["n_outcomes"] == n_outcomes and same_store and meta.get("format") == FORMAT:
             current = model_id(Path(data_dir))
             if meta["model_id"] != current:
                 _rekey(meta["database_url"], meta["model_id"], current)

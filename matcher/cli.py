@@ -202,7 +202,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int 
     """启动 HTTP API（文档在 /docs）。"""
     import uvicorn
 
-    uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info")
+    # The protocol is named by import path: api stays above matcher (the CLI only names it).
+    uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                http="api.http_protocol:NoDelayH11Protocol")
 
 
 @app.command("build-model")

@@ -12,6 +12,7 @@ from embeddings.encoder import Encoder
 from embeddings.vector_cache import VectorCache
 
 from .db import instance_id, make_engine, make_sessionmaker, upgrade
+from .match_pages import MatchPages
 from .search_index import SearchIndexes
 from .settings import Settings
 
@@ -27,6 +28,7 @@ class MatcherContext:
     sessions: sessionmaker[Session]
     encoder: CachedEncoder
     indexes: SearchIndexes
+    pages: MatchPages
 
     def close(self) -> None:
         self.indexes.save()
@@ -57,4 +59,5 @@ def build_context(settings: Settings, encoder: Encoder | None = None, open_index
     if open_indexes:
         how = indexes.open(on_progress=on_progress)
         log.info("indexes %s (needs=%d, outcomes=%d)", how, len(indexes.indexes["needs"]), len(indexes.indexes["outcomes"]))
-    return MatcherContext(settings, engine, sessions, cached, indexes)
+    pages = MatchPages(settings.match_page_cache_mb * 1024 * 1024)
+    return MatcherContext(settings, engine, sessions, cached, indexes, pages)

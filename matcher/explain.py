@@ -8,12 +8,23 @@ from embeddings.cached_encoder import CachedEncoder
 from .documents import sentences_of
 from .models import Need, Outcome
 from .scoring import Scored, Weights
-from .textutil import related_terms, shared_terms
+from .textutil import document_terms, related_terms, shared_terms
 
 _NEED_FIELDS = {"description": "需求内容", "industry_chain": "产业链", "cooperation_modes": "合作方式",
                 "budget": "预算", "keywords": "关键词"}
 _OUTCOME_FIELDS = {"abstract": "成果简介", "industry_chain": "产业链", "stage": "成熟度", "cooperation_modes": "合作方式",
                    "price": "报价", "keywords": "关键词", "ip_type": "知识产权"}
+
+
+def explain_body(record: Need | Outcome) -> str:
+    """The text a result's shared and related terms are looked up in: title, body, keywords."""
+    body = record.title + "\n" + ((record.description if isinstance(record, Need) else record.abstract) or "")
+    return body + "\n" + "、".join(record.keywords or [])
+
+
+def explain_terms(record: Need | Outcome) -> list[str]:
+    """What a record stores as ``explain_terms``: :func:`~matcher.textutil.document_terms` of its explained text."""
+    return list(document_terms(explain_body(record)))
 
 
 def missing_fields(record: Need | Outcome) -> list[str]:
@@ -67,14 +78,14 @@ def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, reco
 
     ``sentence_vectors``: the record's sentence vectors if the caller holds them (saves a cache read).
     """
-    body = record.title + "\n" + (record.description if isinstance(record, Need) else record.abstract)
-    body += "\n" + "、".join(record.keywords or [])
-    terms = shared_terms(query_text, body)
+    body = explain_body(record)
+    stored = record.explain_terms  # None for rows written before terms were stored: segment them now
+    terms = shared_terms(query_text, body, doc_terms=stored)
     record_missing = missing_fields(record)
     return {
         "summary": _summary(terms, scored, record_missing),
         "shared_terms": terms,
-        "related_terms": related_terms(query_text, body, terms),
+        "related_terms": related_terms(query_text, body, terms, doc_terms=stored),
         "best_sentences": best_sentences(encoder, query_vec, record, vectors=sentence_vectors),
         "missing_fields": record_missing,
         "factors": scored.breakdown(weights),

@@ -13,7 +13,7 @@ from .documents import TEXT_KIND, document_text
 from .explain import explain
 from .models import Enterprise, Institution, Need, Outcome, Pairing, Project
 from .records import get_outcome
-from .schemas import MatchFilters
+from .schemas import MatchFilters, MatchList
 from .retrieval import Retriever
 from .scoring import DEFAULT_WEIGHTS, Weights, combine, factors
 from .vocab import PAIRING_STAGES
@@ -236,3 +236,27 @@ def weak_note(results: list[dict]) -> str | None:
     if weak:
         return f"前 {len(results) - weak} 条为较强匹配，其余 {weak} 条相关度较弱。"
     return None
+
+
+def match_page(ctx: MatcherContext, session: Session, side: str, record_id: int, k: int = 10,
+               filters: MatchFilters | None = None, viewer: Viewer | None = None) -> bytes:
+    """The JSON body of a stored record's matches (``side``: "needs" or "outcomes", the record's side).
+
+    Equal to validating ``{"query", "results", "note"}`` against :class:`MatchList`.
+    The page is taken from the worker's :class:`~matcher.match_pages.MatchPages`
+    when it was made at the version the worker has synced to, so a repeated view
+    between writes costs no ranking. Access checks stay with the caller and run
+    on every request.
+    """
+    filters = filters or MatchFilters()
+    echo = {"need_id" if side == "needs" else "outcome_id": record_id, "k": k, **filters.model_dump(exclude_none=True)}
+    scope = (viewer.role, viewer.enterprise_id, viewer.institution_id) if viewer is not None else None
+    key = (side, record_id, k, tuple(sorted(echo.items())), scope)
+
+    def make() -> bytes:
+        match = match_need if side == "needs" else match_outcome
+        results = match(ctx, session, record_id, k, filters, viewer=viewer)
+        page = MatchList.model_validate({"query": echo, "results": results, "note": weak_note(results)})
+        return page.model_dump_json().encode()
+
+    return ctx.pages.get_or_make(ctx.indexes.version, key, make)

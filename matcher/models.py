@@ -92,6 +92,8 @@ class Need(Timestamps, Base):
     contact: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(50))
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # The explained text's terms (matcher.explain.explain_terms), kept at write so a match never segments it.
+    explain_terms: Mapped[list | None] = mapped_column(JSON)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     enterprise: Mapped[Enterprise] = relationship(lazy="joined")
@@ -124,6 +126,8 @@ class Outcome(Timestamps, Base):
     contact: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(50))
     content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # The explained text's terms (matcher.explain.explain_terms), kept at write so a match never segments it.
+    explain_terms: Mapped[list | None] = mapped_column(JSON)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     institution: Mapped[Institution] = relationship(lazy="joined")
@@ -133,12 +137,14 @@ class IndexChange(Base):
     """An append-only log of which need/outcome changed, in commit order.
 
     Every worker applies the log to its in-memory indexes; the sequence number
-    of the last applied entry is the index's data version.
+    of the last applied entry is the index's data version. Writes to pairings,
+    projects, parties and regions log a ``facts`` entry (no index work): the
+    version then also says when a cached match page went out of date.
     """
 
     __tablename__ = "index_changes"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    side: Mapped[str] = mapped_column(String(10))  # needs / outcomes
+    side: Mapped[str] = mapped_column(String(10))  # needs / outcomes / facts
     record_id: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

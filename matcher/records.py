@@ -30,6 +30,7 @@ from .schemas import (
     OutcomeIn,
     OutcomeUpdate,
 )
+from .explain import explain_terms
 from .vocab import locality_tier, stage_for_trl
 
 _CONTENT_FIELDS = {
@@ -179,7 +180,10 @@ def _apply(record: Need | Outcome, values: dict) -> None:
     if isinstance(record, Outcome) and record.trl is not None and values.get("stage") is None:
         record.stage = stage_for_trl(record.trl)
     record.title_key = normalize_title(record.title)
-    record.content_hash = content_hash(record)
+    fresh = content_hash(record)
+    if fresh != record.content_hash or record.explain_terms is None:
+        record.explain_terms = explain_terms(record)  # only on a real change: unchanged re-imports stay cheap
+    record.content_hash = fresh
 
 
 def _save_record(ctx: MatcherContext, session: Session, record: Need | Outcome, what: str,
@@ -210,6 +214,7 @@ def _rehash_after_concurrent_edits(session: Session, record: Need | Outcome) -> 
     if fresh != record.content_hash:
         record.title_key = normalize_title(record.title)
         record.content_hash = fresh
+        record.explain_terms = explain_terms(record)
         session.flush()
 
 

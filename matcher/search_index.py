@@ -24,7 +24,7 @@ from embeddings.index import IndexMeta, VectorIndex
 from embeddings.lexical import LexicalIndex
 
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
-from .models import IndexChange, Need, Outcome
+from .models import Enterprise, IndexChange, Institution, Need, Outcome, Pairing, Project, Region
 from .tokens import TermTokenizer
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,14 @@ _BATCH = 2000
 SAVE_INTERVAL_S = 60.0
 # Any fixed number; it names the change-log lock among PostgreSQL advisory locks.
 _CHANGE_LOG_LOCK = 0x6D617463
+# The change-log side of writes that touch no index but change what a match page shows.
+FACTS = "facts"
+MATCH_FACTS = (Pairing, Project, Enterprise, Institution, Region)
 
 
 @event.listens_for(Session, "before_flush")
 def _serialise_change_log_writers(session: Session, _context, _instances) -> None:
-    """On PostgreSQL, let one transaction at a time write needs, outcomes and the change log.
+    """On PostgreSQL, let one transaction at a time write needs, outcomes, match facts and the change log.
 
     Change numbers come from a sequence: taken at insert, seen at commit. Two
     writers could commit 11 before 10, and a worker syncing in between would
@@ -50,7 +53,12 @@ def _serialise_change_log_writers(session: Session, _context, _instances) -> Non
     deadlock. SQLite already lets one writer at a time.
     """
     touched = (*session.new, *session.dirty, *session.deleted)
-    if not any(isinstance(obj, (Need, Outcome, IndexChange)) for obj in touched):
+    if any(isinstance(obj, MATCH_FACTS) for obj in touched) and not any(
+            isinstance(obj, IndexChange) and obj.side == FACTS for obj in session.new):
+        # Pairings, projects, parties and regions are part of every match page (declined pairs, track
+        # record, locality, names): a write to them moves the version too, so pages cached by it expire.
+        session.add(IndexChange(side=FACTS, record_id=0))
+    elif not any(isinstance(obj, (Need, Outcome, IndexChange)) for obj in touched):
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":

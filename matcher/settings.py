@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_import_rows: int = 20_000
     max_text_chars: int = 5_000
     default_k: int = 10
+    # Finished match pages of stored needs/outcomes kept per worker until the next write (0 turns it off).
+    match_page_cache_mb: int = Field(default=32, ge=0)
     max_k: int = 100
     # Largest JSON (non-upload) request body; uploads get max_upload_bytes.
     max_json_bytes: int = 1024 * 1024

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 import jieba
@@ -80,13 +81,14 @@ def _terms(text: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def shared_terms(query: str, document: str, limit: int = 8) -> list[str]:
+def shared_terms(query: str, document: str, limit: int = 8, doc_terms: Sequence[str] | None = None) -> list[str]:
     """Terms of ``query`` that also occur in ``document``, longest first.
 
     A shorter term contained in a longer shared term is dropped, so the list
-    reads "锂离子电池" rather than "锂离子电池、电池、离子".
+    reads "锂离子电池" rather than "锂离子电池、电池、离子". ``doc_terms``: the
+    document's :func:`document_terms` when the caller has them stored (saves segmenting it).
     """
-    doc_terms = set(terms(document))
+    doc_terms = set(terms(document) if doc_terms is None else doc_terms)
     doc_text = (document or "").lower()
     common = [t for t in terms(query) if t in doc_terms or (len(t) >= 3 and t in doc_text)]
     common.sort(key=len, reverse=True)
@@ -102,32 +104,42 @@ def _is_subsequence(short: str, long: str) -> bool:
     return all(ch in it for ch in short)
 
 
-def _document_terms(document: str) -> tuple[str, ...]:
-    """A document's terms and adjacent-word compounds, shortest first (stable), for :func:`related_terms`."""
+def document_terms(document: str) -> tuple[str, ...]:
+    """A document's terms and adjacent-word compounds, shortest first (stable): what explanations compare with.
+
+    Records keep this list (``explain_terms``), computed once per write, so a
+    match never segments its results' texts again.
+    """
     words = [w for w in jieba.cut(document.lower()) if w.strip()]
     # jieba cuts 锂离子电池 into 锂离子 + 电池: adjacent word pairs restore such compounds.
     phrases = [a + b for a, b in zip(words, words[1:]) if re.fullmatch(r"[\u4e00-\u9fff]{2,8}", a + b)]
     return tuple(sorted(dict.fromkeys(terms(document) + phrases), key=len))
 
 
-@lru_cache(maxsize=20000)
-def _document_terms_by_head(document: str) -> dict[str, tuple[str, ...]]:
-    """:func:`_document_terms` grouped by last character (the head noun), each group still shortest first."""
+def _by_head(doc_terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Terms grouped by last character (the head noun), each group in the given (shortest-first) order."""
     groups: dict[str, list[str]] = {}
-    for t in _document_terms(document):
+    for t in doc_terms:
         groups.setdefault(t[-1], []).append(t)
     return {head: tuple(ts) for head, ts in groups.items()}
 
 
-def related_terms(query: str, document: str, shared: list[str], limit: int = 5) -> list[str]:
+@lru_cache(maxsize=20000)
+def _document_terms_by_head(document: str) -> dict[str, tuple[str, ...]]:
+    return _by_head(document_terms(document))
+
+
+def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
+                  doc_terms: Sequence[str] | None = None) -> list[str]:
     """Query terms the document words differently, as "query term≈document term".
 
     A term is related when it is the other's abbreviation: all its characters
     occur in order in the other term and both keep the same last character
     (the head noun in Chinese): 锂电池≈锂离子电池, 热泵≈空气源热泵. Terms
-    already shared are skipped; each document term is used once.
+    already shared are skipped; each document term is used once. ``doc_terms``:
+    the document's stored :func:`document_terms`, if any.
     """
-    by_head = _document_terms_by_head(document or "")
+    by_head = _document_terms_by_head(document or "") if doc_terms is None else _by_head(doc_terms)
     out: list[str] = []
     used: set[str] = set()
     for q in terms(query):

@@ -64,3 +64,27 @@ def test_when_nothing_fits_every_result_is_weak_and_the_answer_says_so(client):
     good = client.post("/search", json={"text": "海马苗种成活率低，人工养殖病害多", "k": 3}).json()
     assert not good["results"][0]["weak"]
     assert good["note"] is None or "较强匹配" in good["note"]
+
+
+def test_stored_explain_terms_explain_exactly_as_segmenting_the_text(seeded):
+    """Records keep their terms at write; explanations from them equal those from segmenting each result again."""
+    from sqlalchemy import select
+
+    from matcher.documents import document_text
+    from matcher.explain import explain_body
+    from matcher.models import Need, Outcome
+
+    with seeded.sessions() as s:
+        outcomes = s.scalars(select(Outcome)).unique().all()
+        needs = s.scalars(select(Need)).unique().all()
+    assert outcomes and all(o.explain_terms for o in outcomes) and all(n.explain_terms for n in needs)
+    compared = 0
+    for need in needs[:12]:
+        query = document_text(need)
+        for o in outcomes:
+            body = explain_body(o)
+            shared = shared_terms(query, body)
+            assert shared_terms(query, body, doc_terms=o.explain_terms) == shared
+            assert related_terms(query, body, shared, doc_terms=o.explain_terms) == related_terms(query, body, shared)
+            compared += bool(shared)
+    assert compared > 50

@@ -1,7 +1,7 @@
 """Enterprise technical needs (企业技术需求) and their matches."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from matcher import access, matching, records
 from matcher.models import Need
@@ -61,6 +61,5 @@ def delete_need(need_id: PathId, ctx: Ctx, db: DB, actor: Actor):
 def need_matches(need_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     access.matchable_need(db, actor, need_id)
-    results = matching.match_need(ctx, db, need_id, k, filters, viewer=actor)
-    return {"query": {"need_id": need_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results,
-            "note": matching.weak_note(results)}
+    # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.
+    return Response(matching.match_page(ctx, db, "needs", need_id, k, filters, viewer=actor), media_type="application/json")

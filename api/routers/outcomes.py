@@ -1,7 +1,7 @@
 """University outcomes (科技成果) and their matches."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from matcher import access, matching, records
 from matcher.models import Outcome
@@ -62,6 +62,5 @@ def delete_outcome(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor):
 def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(10, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     access.matchable_outcome(db, actor, outcome_id)
-    results = matching.match_outcome(ctx, db, outcome_id, k, filters, viewer=actor)
-    return {"query": {"outcome_id": outcome_id, "k": k, **filters.model_dump(exclude_none=True)}, "results": results,
-            "note": matching.weak_note(results)}
+    # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.
+    return Response(matching.match_page(ctx, db, "outcomes", outcome_id, k, filters, viewer=actor), media_type="application/json")

@@ -1,0 +1,111 @@
+"""Match pages of stored records are reused between writes and never outlive a write that changes them."""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from matcher.match_pages import MatchPages
+from matcher.models import IndexChange
+
+from .helpers import by_title, load_small
+
+
+def _page(client, path, **params):
+    r = client.get(path, params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    return r.content
+
+
+def test_repeat_view_is_the_same_page_from_memory(client, ctx):
+    load_small(client)
+    need = by_title(client, "needs", "海马人工繁育技术")
+    path = f"/needs/{need['id']}/matches"
+    first = _page(client, path)
+    hits = ctx.pages.hits
+    assert _page(client, path) == first
+    assert ctx.pages.hits == hits + 1
+    # Another k or filter is another page, computed fresh.
+    other = json.loads(_page(client, path, k=1))
+    assert other["query"] == {"need_id": need["id"], "k": 1} and len(other["results"]) == 1
+    assert ctx.pages.hits == hits + 1
+    body = json.loads(first)
+    assert body["query"] == {"need_id": need["id"], "k": 10}
+    assert body["results"][0]["outcome"]["title"] == "海马新种质创制及产业化应用"
+
+
+def test_declined_pairing_and_renamed_party_show_at_once(client, ctx):
+    load_small(client)
+    need = by_title(client, "needs", "海马人工繁育技术")
+    outcome = by_title(client, "outcomes", "海马新种质创制及产业化应用")
+    path = f"/needs/{need['id']}/matches"
+    before = json.loads(_page(client, path))
+    assert before["results"][0]["outcome"]["id"] == outcome["id"]
+
+    with ctx.sessions() as s:
+        logged = s.scalar(select(func.count()).select_from(IndexChange).where(IndexChange.side == "facts"))
+    inst = outcome["institution"]["id"]
+    assert client.patch(f"/institutions/{inst}", json={"name": "鲁东大学海洋学院"}).status_code == 200
+    renamed = json.loads(_page(client, path))
+    assert renamed["results"][0]["outcome"]["institution"]["name"] == "鲁东大学海洋学院"
+    with ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(IndexChange).where(IndexChange.side == "facts")) == logged + 1
+
+    pairing = client.post("/pairings", json={"need_id": need["id"], "outcome_id": outcome["id"], "broker": "张"}).json()
+    shown = json.loads(_page(client, path))
+    assert shown["results"][0]["pairing"]["stage"] == "proposed"
+    r = client.post(f"/pairings/{pairing['id']}/moves",
+                    json={"to_stage": "declined", "actor": "张", "version": pairing["version"], "decline_reason": "price"})
+    assert r.status_code == 200, r.text
+    after = json.loads(_page(client, path))
+    assert outcome["id"] not in [x["outcome"]["id"] for x in after["results"]]
+
+
+def test_a_write_through_another_worker_expires_the_page(client, ctx, settings, encoder):
+    """Two contexts on one database stand for two workers: the second's page follows the first's write."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from matcher.context import build_context
+
+    load_small(client)
+    need = by_title(client, "needs", "曲轴表面耐磨强化")
+    path = f"/needs/{need['id']}/matches"
+    other = build_context(settings, encoder=encoder)
+    try:
+        with TestClient(create_app(ctx=other)) as second:
+            second.headers.update(client.headers)
+            raw = _page(second, path)
+            assert _page(second, path) == raw and other.pages.hits == 1
+            before = json.loads(raw)
+            top = before["results"][0]["outcome"]
+            assert client.patch(f"/outcomes/{top['id']}", json={"title": "曲轴激光仿生强化"}).status_code == 200
+            after = json.loads(_page(second, path))
+            assert [x["outcome"]["title"] for x in after["results"] if x["outcome"]["id"] == top["id"]] == ["曲轴激光仿生强化"]
+    finally:
+        other.close()
+
+
+def test_page_memory_is_bounded_and_versioned():
+    pages = MatchPages(max_bytes=10)
+    made = []
+
+    def make(body: bytes):
+        def run() -> bytes:
+            made.append(body)
+            return body
+        return run
+
+    assert pages.get_or_make(1, "a", make(b"aaaa")) == b"aaaa"
+    assert pages.get_or_make(1, "a", make(b"zzzz")) == b"aaaa"  # kept
+    pages.get_or_make(1, "b", make(b"bbbb"))
+    pages.get_or_make(1, "c", make(b"cccc"))  # 12 bytes > 10: the least recently used ("a") goes
+    assert len(pages) == 2 and pages.get_or_make(1, "a", make(b"AAAA")) == b"AAAA"
+    # A newer version drops every older page; an older version is served fresh and not kept.
+    assert pages.get_or_make(2, "b", make(b"B2")) == b"B2"
+    assert len(pages) == 1
+    assert pages.get_or_make(1, "b", make(b"B1")) == b"B1" and pages.get_or_make(2, "b", make(b"x")) == b"B2"
+    off = MatchPages(max_bytes=0)
+    assert off.get_or_make(1, "a", make(b"1")) == b"1" and off.get_or_make(1, "a", make(b"2")) == b"2"
+    assert len(off) == 0
