@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from matcher.context import MatcherContext, build_context
 from matcher.settings import Settings, get_settings
 
-from . import errors
+from . import errors, process_memory
 from .deps import is_api_route, iter_routes, rule_of
 from .limits import BodyLimit
 from .routers import (audit, auth, events, imports, learning, needs, outcomes, pairings, parties, pipeline, projects,
@@ -75,12 +75,14 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if getattr(app.state, "ctx", None) is None:
+            process_memory.limit_malloc_arenas()
             app.state.ctx = build_context(settings or get_settings())
             owned = True
             # The model, the vocabularies and the indexes are millions of long-lived objects; a full collection
             # walking them stalled requests by hundreds of ms under load. Freezing moves them out of the GC's sight.
             gc.collect()
             gc.freeze()
+            process_memory.release_free_heap()
         else:
             owned = False
         yield
