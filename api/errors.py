@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from matcher.errors import DomainError
+from matcher.errors import DomainError, EncoderUnavailable
 from matcher.validation import describe_errors
 
 from .schemas import ErrorOut
@@ -40,6 +40,12 @@ def install(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: DomainError):
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(EncoderUnavailable)
+    async def _encoder(_request: Request, exc: EncoderUnavailable):
+        # The shared encoder is restarting: nothing was written (encoding comes before every transaction).
+        return JSONResponse(error_body("encoder_unavailable", "向量编码服务暂不可用，请稍后重试"), status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

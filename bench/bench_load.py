@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from embeddings.encoder import resolve_model_dir  # noqa: E402
+from embeddings.encoder_service import SharedEncoderProcess  # noqa: E402
 from matcher.models import IndexChange, Need, Outcome, Pairing  # noqa: E402
 
 LOCAL_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -368,13 +369,16 @@ def main() -> int:
     schema, db_url = fresh_schema(base_url)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     env = service_env(db_url, data_dir)
-    procs = []
+    procs, encoder = [], None
     try:
         seeded = subprocess.run([sys.executable, "-c", "from matcher.cli import main; main()", "seed"], cwd=ROOT, env=env,
                                 capture_output=True, text=True)
         if seeded.returncode != 0:
             print(seeded.stdout[-2000:], seeded.stderr[-3000:])
             return 1
+        # As `matcher serve --workers N` runs them: one shared encoder process, the workers without a model.
+        encoder = SharedEncoderProcess(env["MATCHER_EMBEDDING_MODEL"], data_dir, "auto").start()
+        env.update(encoder.env())
         procs = start_workers(args.workers, env, data_dir)
         workers = [sign_in(base) for _, base in procs]
         ids = starting_ids(db_url, workers[0])
@@ -406,6 +410,8 @@ def main() -> int:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if encoder is not None:
+            encoder.stop()
         drop_schema(base_url, schema)
         shutil.rmtree(data_dir, ignore_errors=True)
 

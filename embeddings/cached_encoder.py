@@ -35,6 +35,11 @@ class CachedEncoder:
     def model_id(self) -> str:
         return self.encoder.model_id
 
+    @property
+    def is_remote(self) -> bool:
+        """Whether the model runs in the shared encoder process rather than in this one."""
+        return hasattr(self.encoder, "server_pid")
+
     def _remember(self, key: str, vec: np.ndarray) -> None:
         with self._lock:
             self._memory[key] = vec

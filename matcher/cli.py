@@ -198,13 +198,31 @@ def search(text: str = typer.Argument(..., help="检索文本，如「锂电池�
 
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int = typer.Option(8000, help="端口"),
-          workers: int = typer.Option(1, help="工作进程数（多进程时请使用 PostgreSQL）")):
+          workers: int = typer.Option(1, help="工作进程数（多进程时请使用 PostgreSQL）"),
+          shared_encoder: bool | None = typer.Option(
+              None, "--shared-encoder/--no-shared-encoder",
+              help="多个工作进程共用一个向量编码进程（模型只加载一次；多进程时默认开启）")):
     """启动 HTTP API（文档在 /docs）。"""
+    import os
+
     import uvicorn
 
-    # The protocol is named by import path: api stays above matcher (the CLI only names it).
-    uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                http="api.http_protocol:NoDelayH11Protocol")
+    from embeddings.encoder_service import SharedEncoderProcess
+
+    settings = get_settings()
+    encoder = None
+    if (workers > 1 if shared_encoder is None else shared_encoder) and not settings.encoder_address:
+        console.print("启动共享向量编码进程（加载模型）…")
+        encoder = SharedEncoderProcess(settings.embedding_model, settings.data_dir, settings.embedding_backend).start()
+        os.environ.update(encoder.env())  # the workers are spawned with this environment
+        console.print(f"共享向量编码进程就绪（pid {encoder.process.pid}）")
+    try:
+        # The protocol is named by import path: api stays above matcher (the CLI only names it).
+        uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                    http="api.http_protocol:NoDelayH11Protocol")
+    finally:
+        if encoder is not None:
+            encoder.stop()
 
 
 @app.command("build-model")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.encoder import Encoder
+from embeddings.encoder_service import RemoteEncoder
 from embeddings.vector_cache import VectorCache
 
 from .db import instance_id, make_engine, make_sessionmaker, upgrade
@@ -35,7 +36,7 @@ class MatcherContext:
         self.engine.dispose()
 
 
-def build_context(settings: Settings, encoder: Encoder | None = None, open_indexes: bool = True,
+def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = None, open_indexes: bool = True,
                   on_progress=None) -> MatcherContext:
     """Migrate the database, load the model and open (or rebuild) the indexes.
 
@@ -53,6 +54,9 @@ def build_context(settings: Settings, encoder: Encoder | None = None, open_index
         cache = VectorCache(cache_engine, create=True)
     else:
         cache = VectorCache(engine)
+    if encoder is None and settings.encoder_address:
+        key = settings.encoder_key.get_secret_value() if settings.encoder_key else ""
+        encoder = RemoteEncoder(settings.encoder_address, bytes.fromhex(key))
     encoder = encoder or Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
     cached = CachedEncoder(encoder, cache)
     indexes = SearchIndexes(cached, sessions, settings.index_dir, source)

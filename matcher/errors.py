@@ -1,6 +1,10 @@
 """Errors a user can cause, each with a stable code and a Chinese message."""
 from __future__ import annotations
 
+from embeddings.encoder_service import EncoderUnavailable
+
+__all__ = ["DomainError", "NotFound", "Conflict", "Invalid", "EncoderUnavailable"]
+
 
 class DomainError(Exception):
     """A request the domain refuses. ``status`` is the HTTP status the API answers with."""

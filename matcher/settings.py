@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     # torch-bf16, onnx (fp32 under ONNX Runtime), onnx-int8 (fastest, but 0.011 nDCG@10 below fp32 on
     # csl_goal) or torch (plain fp32 sentence-transformers). Each keys its own vector cache.
     embedding_backend: str = "auto"
+    # The shared encoder process of `matcher serve --workers N` (set by serve for its workers): a worker
+    # then sends texts there instead of loading the model itself.
+    encoder_address: str | None = None
+    encoder_key: SecretStr | None = None
     # A separate store for the vector cache (tests share one across databases).
     vector_cache_url: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024

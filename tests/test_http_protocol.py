@@ -65,6 +65,6 @@ def test_serve_uses_the_no_delay_protocol(monkeypatch):
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
-    result = CliRunner().invoke(app, ["serve", "--workers", "2"])
+    result = CliRunner().invoke(app, ["serve", "--workers", "2", "--no-shared-encoder"])
     assert result.exit_code == 0, result.output
     assert import_from_string(calls[0]["http"]) is NoDelayH11Protocol and calls[0]["workers"] == 2

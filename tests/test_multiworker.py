@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
+from embeddings.encoder_service import SharedEncoderProcess
 from matcher.db import make_engine, make_sessionmaker, upgrade
 from matcher.models import Enterprise, IndexChange, Need, User
 from matcher.records import _apply, content_hash, log_change
@@ -85,6 +86,9 @@ def workers(tmp_path_factory, vector_cache_url, password_hash):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHER_")}
     env.update(DATABASE_URL=url, MATCHER_DATA_DIR=str(data_dir), MATCHER_EMBEDDING_MODEL=str(MODEL_DIR),
                MATCHER_VECTOR_CACHE_URL=vector_cache_url)
+    # As `matcher serve --workers 2` runs them: one shared encoder process, the workers without a model.
+    encoder = SharedEncoderProcess(str(MODEL_DIR), data_dir, "auto").start()
+    env.update(encoder.env())
     procs, clients, logs = [], [], []
     try:
         for i in range(2):
@@ -97,6 +101,7 @@ def workers(tmp_path_factory, vector_cache_url, password_hash):
             token = httpx.post(f"{base}/auth/token", data={"username": "mw-admin", "password": TEST_PASSWORD},
                                timeout=30).json()["access_token"]
             clients.append(httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120))
+            assert clients[-1].get("/health").json()["encoder"] == "shared"
         for kind, rows in (("outcomes", [OUTCOME_HEADER, *OUTCOMES]), ("needs", [NEED_HEADER, *NEEDS])):
             r = clients[0].post(f"/imports/{kind}", files={"file": ("list.xlsx", xlsx(rows))})
             assert r.status_code == 200 and r.json()["applied"], r.text
@@ -104,6 +109,7 @@ def workers(tmp_path_factory, vector_cache_url, password_hash):
     finally:
         for c in clients:
             c.close()
+        encoder.stop()
         for proc, _, _ in procs:
             proc.terminate()
         for proc, _, _ in procs:

@@ -15,6 +15,8 @@ def health(ctx: Ctx):
         "status": "ok",
         "model": ctx.encoder.model_id,
         "dim": ctx.encoder.dim,
+        # "shared": texts go to the machine's one encoder process (matcher serve --workers N); "local": in process.
+        "encoder": "shared" if ctx.encoder.is_remote else "local",
         "index_version": ix.version,
         "indexed": {side: len(index) for side, index in ix.indexes.items()},
         "database": ctx.engine.dialect.name,

