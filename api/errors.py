@@ -88,6 +88,15 @@ def _names_records(schema: dict, op: dict) -> bool:
     return any(name.endswith(("_id", "_ids")) for name in body.get("properties", {}))
 
 
+# Routes that may send text to the encoder (new text, or a record that is not indexed): with a shared encoder
+# process they answer 503 encoder_unavailable while it restarts.
+_ENCODING_ROUTES = frozenset({
+    ("post", "/search"), ("post", "/needs"), ("patch", "/needs/{need_id}"), ("post", "/outcomes"),
+    ("patch", "/outcomes/{outcome_id}"), ("post", "/imports/needs"), ("post", "/imports/outcomes"),
+    ("get", "/needs/{need_id}/matches"), ("get", "/outcomes/{outcome_id}/matches"),
+})
+
+
 def document_errors(schema: dict) -> None:
     """Make the OpenAPI document list the error answers every route can give, in the shape they really have.
 
@@ -100,7 +109,7 @@ def document_errors(schema: dict) -> None:
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("ErrorOut", ErrorOut.model_json_schema())
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for op in operations.values():
             responses = op.setdefault("responses", {})
             if "422" in responses:
@@ -116,6 +125,10 @@ def document_errors(schema: dict) -> None:
                 responses.setdefault("413", _error_response("请求体过大（request_too_large）"))
             if any(p.get("in") == "path" for p in op.get("parameters", ())) or _names_records(schema, op):
                 responses.setdefault("404", _error_response("记录（路径中的或请求体引用的）不存在或无权查看"))
+        for method, op in operations.items():
+            if (method, path) in _ENCODING_ROUTES:
+                op["responses"].setdefault("503", _error_response(
+                    "向量编码服务暂不可用（encoder_unavailable，共享编码进程重启中；见 Retry-After），未写入任何内容"))
     # FastAPI's own validation shapes are referenced by no route any more.
     if not any(f"/{name}\"" in json.dumps(schema["paths"]) for name in _FASTAPI_SHAPES):
         for name in _FASTAPI_SHAPES:

@@ -74,3 +74,10 @@ def test_workers_search_through_it_and_survive_its_restart(shared, tmp_path, vec
         assert r.status_code == 200 and shared.restarts == 1
     finally:
         ctx.close()
+
+
+def test_the_routes_that_encode_document_their_503():
+    paths = create_app().openapi()["paths"]
+    for path, method in (("/search", "post"), ("/imports/outcomes", "post"), ("/needs/{need_id}/matches", "get")):
+        assert "503" in paths[path][method]["responses"], path
+    assert "503" not in paths["/needs"]["get"]["responses"]
