@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .access import Viewer, may_see, need_filters, readable_need
 from .context import MatcherContext
@@ -139,10 +140,25 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
     return scored[:k]
 
 
+def _load_explain_terms(records) -> None:
+    """Load the (deferred) stored explanation terms of the records to explain, one query per side."""
+    by_model: dict[type, dict[int, object]] = {}
+    for r in records:
+        if "explain_terms" in inspect(r).unloaded:
+            by_model.setdefault(type(r), {})[r.id] = r
+    for model, wanted in by_model.items():
+        session = object_session(next(iter(wanted.values())))
+        if session is None:
+            continue  # detached: each record loads its own on access
+        for rid, terms in session.execute(select(model.id, model.explain_terms).where(model.id.in_(wanted))):
+            set_committed_value(wanted[rid], "explain_terms", terms)
+
+
 def explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple], weights: Weights) -> list[dict]:
     """API result rows for :func:`rank_scored`'s output, each with its Chinese explanation."""
     out = []
     sentence_vectors = ctx.indexes.sentence_vectors([record for _, record, _ in scored])
+    _load_explain_terms([record for _, record, _ in scored])
     for rank, (result, record, pairing) in enumerate(scored, start=1):
         item = {
             "rank": rank,

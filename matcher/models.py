@@ -93,7 +93,8 @@ class Need(Timestamps, Base):
     phone: Mapped[str | None] = mapped_column(String(50))
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     # The explained text's terms (matcher.explain.explain_terms), kept at write so a match never segments it.
-    explain_terms: Mapped[list | None] = mapped_column(JSON)
+    # Deferred: ranking loads ~100 candidates and explains ~10 (matching.explained loads theirs in one query).
+    explain_terms: Mapped[list | None] = mapped_column(JSON, deferred=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     enterprise: Mapped[Enterprise] = relationship(lazy="joined")
@@ -127,7 +128,8 @@ class Outcome(Timestamps, Base):
     phone: Mapped[str | None] = mapped_column(String(50))
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     # The explained text's terms (matcher.explain.explain_terms), kept at write so a match never segments it.
-    explain_terms: Mapped[list | None] = mapped_column(JSON)
+    # Deferred: ranking loads ~100 candidates and explains ~10 (matching.explained loads theirs in one query).
+    explain_terms: Mapped[list | None] = mapped_column(JSON, deferred=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     institution: Mapped[Institution] = relationship(lazy="joined")

@@ -181,8 +181,11 @@ def _apply(record: Need | Outcome, values: dict) -> None:
         record.stage = stage_for_trl(record.trl)
     record.title_key = normalize_title(record.title)
     fresh = content_hash(record)
-    if fresh != record.content_hash or record.explain_terms is None:
-        record.explain_terms = explain_terms(record)  # only on a real change: unchanged re-imports stay cheap
+    # Only on a real change (a new record has no hash yet): an unchanged re-import neither segments nor loads
+    # the terms. A row stored before terms were kept gets them at its next change; until then it is segmented
+    # when explained.
+    if fresh != record.content_hash:
+        record.explain_terms = explain_terms(record)
     record.content_hash = fresh
 
 

@@ -69,14 +69,15 @@ def test_when_nothing_fits_every_result_is_weak_and_the_answer_says_so(client):
 def test_stored_explain_terms_explain_exactly_as_segmenting_the_text(seeded):
     """Records keep their terms at write; explanations from them equal those from segmenting each result again."""
     from sqlalchemy import select
+    from sqlalchemy.orm import undefer
 
     from matcher.documents import document_text
     from matcher.explain import explain_body
     from matcher.models import Need, Outcome
 
     with seeded.sessions() as s:
-        outcomes = s.scalars(select(Outcome)).unique().all()
-        needs = s.scalars(select(Need)).unique().all()
+        outcomes = s.scalars(select(Outcome).options(undefer(Outcome.explain_terms))).unique().all()
+        needs = s.scalars(select(Need).options(undefer(Need.explain_terms))).unique().all()
     assert outcomes and all(o.explain_terms for o in outcomes) and all(n.explain_terms for n in needs)
     compared = 0
     for need in needs[:12]:
