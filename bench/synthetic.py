@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -164,6 +165,11 @@ def _owners(conn, rng) -> tuple[list[int], list[int]]:
     return inst_ids, ent_ids
 
 
+def _outcome_terms(fields: tuple[str, str, list[str]]) -> list[str]:
+    title, abstract, keywords = fields
+    return explain_terms(Outcome(title=title, abstract=abstract, keywords=keywords))
+
+
 def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, default=str).encode()).hexdigest()
 
@@ -191,7 +197,6 @@ def _outcome_rows(texts: _Texts, start: int, count: int, inst_ids, rng) -> tuple
                "price_min": float(rng.integers(5, 200)) if i % 3 else None, "price_max": None,
                "price_negotiable": i % 3 == 0, "status": "available"}
         row["content_hash"] = _hash(row)
-        row["explain_terms"] = explain_terms(Outcome(title=title, abstract=body, keywords=keywords))
         rows.append(row)
         sents = split_sentences(body) or [title]
         svecs = np.stack([texts.vector_of_sentence(s, a, rng) for s in sents])
@@ -243,12 +248,19 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
     with engine.begin() as conn:
         conn.execute(embedding_cache.delete().where(embedding_cache.c.model == model))
         inst_ids, ent_ids = _owners(conn, rng)
+    pool = multiprocessing.get_context("spawn").Pool(os.cpu_count() or 1)
     for start in range(0, n_outcomes, _CHUNK):
         rows, vectors = _outcome_rows(texts, start, min(_CHUNK, n_outcomes - start), inst_ids, rng)
+        # What the service stores at write (≈ 3 ms of jieba a record), on every core.
+        stored = pool.map(_outcome_terms, [(r["title"], r["abstract"], r["keywords"]) for r in rows], chunksize=256)
+        for row, t in zip(rows, stored):
+            row["explain_terms"] = t
         with engine.begin() as conn:
             conn.execute(insert(Outcome), rows)
             _put_vectors(conn, model, vectors, written)
         log(f"  成果 {start + len(rows):,}/{n_outcomes:,}（{time.perf_counter() - started:.0f} s）")
+    pool.close()
+    pool.join()
     needs, vectors = [], {}
     source = _needs()
     for i in range(n_needs):
