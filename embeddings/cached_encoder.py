@@ -38,7 +38,9 @@ class CachedEncoder:
     @property
     def is_remote(self) -> bool:
         """Whether the model runs in the shared encoder process rather than in this one."""
-        return hasattr(self.encoder, "server_pid")
+        from .encoder_service import RemoteEncoder
+
+        return isinstance(self.encoder, RemoteEncoder)
 
     def _remember(self, key: str, vec: np.ndarray) -> None:
         with self._lock:

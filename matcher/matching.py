@@ -267,7 +267,7 @@ def match_page(ctx: MatcherContext, session: Session, side: str, record_id: int,
     filters = filters or MatchFilters()
     echo = {"need_id" if side == "needs" else "outcome_id": record_id, "k": k, **filters.model_dump(exclude_none=True)}
     scope = (viewer.role, viewer.enterprise_id, viewer.institution_id) if viewer is not None else None
-    key = (side, record_id, k, tuple(sorted(echo.items())), scope)
+    key = (side, tuple(sorted(echo.items())), scope)  # the echo names the record, k and every filter
 
     def make() -> bytes:
         match = match_need if side == "needs" else match_outcome
