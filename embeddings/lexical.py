@@ -17,9 +17,12 @@ Nothing global is precomputed: document frequencies, the live count and the
 average length are taken at query time over live documents only (df from the
 query terms' postings, the length total kept as a running sum), so scores are
 exactly BM25's Lucene variant over the current corpus, equal to ``bm25s``'s
-default (a test compares them). A query costs work proportional to its terms'
-postings plus one pass of vector arithmetic over the columns; no Python loop
-runs over documents.
+default (a test compares them). ``query`` only snapshots; ``top`` reads every
+posting of the query's terms in one pass, or, for a query with many terms and
+postings, runs an exact MaxScore top-k that skips the common terms' postings
+(same ids, scores and order, bit for bit); ``of`` looks its ids up term by term.
+No Python loop runs over documents. Live document frequencies come from each
+term's posting count minus its dead columns, counted incrementally.
 
 The index saves to one ``.npz`` file (base arrays, mask and delta) with a
 metadata record, like the vector index, so a restart does not re-tokenise.
@@ -44,6 +47,92 @@ MIN_MERGE = 4096
 MERGE_FRACTION = 0.05
 # Compact the base when this share of its columns is dead.
 DEAD_FRACTION = 0.2
+# Below this many base postings one full pass is faster than pruning (measured at 100k: pruned and full
+# break even near 0.6-1M postings; idf bounds leave ~half the postings essential on long needs).
+PRUNE_MIN_POSTINGS = 1_000_000
+# Keyword queries have few terms, nearly all essential: one full pass is as fast (measured at 100k).
+PRUNE_MIN_TERMS = 32
+# MaxScore reads at least this many postings before it first sets its threshold.
+GATHER_MIN = 4096
+# An allowed set this small is scored directly, id by id.
+SMALL_FILTER = 64
+# Non-essential terms' bounds may sum to this share of θ: at 1 (plain MaxScore) fewer postings are read,
+# but nearly every candidate must then look the skipped terms up; half is cheaper overall (measured).
+NE_FRACTION = 0.5
+# Relative slack on the pruning threshold: float rounding must never drop a document that ranks.
+SLACK = 1e-5
+
+
+# -- scoring helpers -----------------------------------------------------------
+def _norm(lengths: np.ndarray, k1: float, b: float, avgdl: float) -> np.ndarray:
+    """BM25's length normalisation k1·(1 - b + b·len/avgdl), in float32 exactly as every path computes it."""
+    return np.float32(k1) * (1 - np.float32(b) + np.float32(b) * (lengths / np.float32(avgdl)))
+
+
+def _best(positions: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best positive (position, score) pairs: higher score first, then lower position."""
+    positive = scores > 0
+    positions, scores = positions[positive], scores[positive]
+    if len(scores) > k:
+        # Every tie with the k-th score is kept, so the lower positions among them win below.
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        keep = scores >= kth
+        positions, scores = positions[keep], scores[keep]
+    order = np.lexsort((positions, -scores))[:k]
+    return positions[order], scores[order]
+
+
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The k-th largest value, or 0 when there are fewer than ``k``."""
+    if len(values) < k:
+        return 0.0
+    return float(np.partition(values, len(values) - k)[len(values) - k])
+
+
+def _tf_in_row(indices: np.ndarray, data: np.ndarray, start: int, end: int, cols: np.ndarray) -> np.ndarray:
+    """Term frequency of each column of ``cols`` in one CSR row whose columns are sorted (0 where absent).
+
+    ``cols`` must have the dtype of ``indices``: otherwise numpy converts the whole row to search it.
+    """
+    if start == end or not len(cols):
+        return np.zeros(len(cols), np.float32)
+    row = indices[start:end]
+    at = np.minimum(np.searchsorted(row, cols), end - start - 1)
+    return np.where(row[at] == cols, data[start:end][at], np.float32(0))
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``arange(start, end)`` of each range, and which range each element came from."""
+    lengths = ends - starts
+    which = np.repeat(np.arange(len(starts)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) - offsets[which] + starts[which], which
+
+
+def _in_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Whether each column ``cols[i]`` is in CSR row ``rows[i]`` (sorted rows; one vectorised bisection)."""
+    lo, end = indptr[rows].astype(np.int64), indptr[rows + 1].astype(np.int64)
+    hi = end.copy()
+    last = max(len(indices) - 1, 0)
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) >> 1
+        less = indices[np.minimum(mid, last)] < cols
+        lo = np.where(active & less, mid + 1, lo)
+        hi = np.where(active & ~less, mid, hi)
+    return (lo < end) & (indices[np.minimum(lo, last)] == cols)
+
+
+def _sum_by_column(cols: np.ndarray, weights: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct columns (sorted) and the sum of their weights (every weight is positive)."""
+    if len(cols) * 16 < n_cols:  # few postings: sorting them is cheaper than a pass over every column
+        uniq, inverse = np.unique(cols, return_inverse=True)
+        return uniq, np.bincount(inverse, weights=weights, minlength=len(uniq))
+    sums = np.bincount(cols, weights=weights, minlength=n_cols)
+    uniq = np.flatnonzero(sums)
+    return uniq, sums[uniq]
 
 
 def _term_matrix(n_terms: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> sparse.csr_matrix:
@@ -56,35 +145,210 @@ def _term_matrix(n_terms: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> sp
 
 
 class LexicalScores:
-    """BM25 scores of one query over every live document (a snapshot; cheap lookups by id)."""
+    """BM25 scores of one query over the live documents at query time (a snapshot; lookups by id).
 
-    def __init__(self, ids: np.ndarray, scores: np.ndarray, position_of):
-        self._ids, self._scores, self._position_of = ids, scores, position_of
+    Nothing is scored up front: :meth:`top` prunes (MaxScore) and :meth:`of` scores only the ids it is
+    given, both against arrays the index never changes in place (a write replaces them, or copies the
+    ``alive`` mask before it changes), so a write after the query does not change the answer.
+    Every path sums a document's per-term weights in float64 in ascending term id and rounds once to
+    float32, so the scores are bit-identical to the full pass (:meth:`_full_scores`).
+    """
 
+    def __init__(self, state: dict):
+        self.__dict__.update(state)
+        self._full: np.ndarray | None = None
+        self._norms: np.ndarray | None = None  # every base column's norm, when a query reads that many postings
+        self._ok: np.ndarray | None = None  # base columns a pruned top may return (None: all)
+        self._delta: np.ndarray | None = None
+
+    # -- positions --------------------------------------------------------
+    def _position_of(self, q: np.ndarray) -> np.ndarray:
+        """Position of each id (base column, or n_base + delta row), -1 for unknown or removed ids."""
+        base_column, sorted_cols, alive = self.sorted_ids, self.sorted_cols, self.alive
+        if len(base_column):
+            at = np.minimum(np.searchsorted(base_column, q), len(base_column) - 1)
+            pos = np.where(base_column[at] == q, sorted_cols[at], -1)
+            ok = pos >= 0
+            pos[ok] = np.where(alive[pos[ok]], pos[ok], -1)
+        else:
+            pos = np.full(len(q), -1, np.int64)
+        if self.delta_pos:
+            for n, i in enumerate(q.tolist()):
+                if i in self.delta_pos:
+                    pos[n] = self.delta_pos[i]
+        return pos
+
+    # -- exact scores -----------------------------------------------------
+    def _norm_of(self, cols: np.ndarray) -> np.ndarray:
+        return _norm(self.base_len[cols], self.k1, self.b, self.avgdl)
+
+    def _postings(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columns, term frequencies and weights of the live (and allowed) postings of query rows ``terms``.
+
+        Rows are copied slice by slice (a memcpy each) rather than gathered element by element.
+        """
+        indices, data = self.matrix.indices, self.matrix.data
+        bounds = list(zip(self.starts[terms].tolist(), self.ends[terms].tolist()))
+        cols = np.concatenate([indices[a:e] for a, e in bounds])
+        tf = np.concatenate([data[a:e] for a, e in bounds])
+        idf = np.repeat(self.idf_rows[terms], [e - a for a, e in bounds])
+        if self._ok is not None:
+            keep = self._ok[cols]
+            cols, tf, idf = cols[keep], tf[keep], idf[keep]
+        if len(cols) > self.n_base // 2:  # one norm per column is cheaper than one per posting
+            if self._norms is None:
+                self._norms = _norm(self.base_len, self.k1, self.b, self.avgdl)
+            norm = self._norms[cols]
+        else:
+            norm = self._norm_of(cols)
+        return cols, tf / (tf + norm) * idf
+
+    def _exact_base(self, cols: np.ndarray) -> np.ndarray:
+        """Exact scores of live base columns ``cols`` (sorted, unique, dtype of the matrix indices)."""
+        if not len(cols) or not len(self.rows):
+            return np.zeros(len(cols), np.float32)
+        tfs = np.zeros((len(self.rows), len(cols)), np.float32)
+        indices, data = self.matrix.indices, self.matrix.data
+        for j, (start, end) in enumerate(zip(self.starts.tolist(), self.ends.tolist())):
+            if start < end:
+                row = indices[start:end]
+                at = row.searchsorted(cols)
+                tfs[j] = data[start:end].take(at, mode="clip")
+                tfs[j] *= row.take(at, mode="clip") == cols
+        weights = tfs / (tfs + self._norm_of(cols)) * self.idf_rows[:, None]
+        # cumsum adds term after term, as bincount does in the full pass (a plain sum pairs them up).
+        return np.cumsum(weights.astype(np.float64), axis=0)[-1].astype(np.float32)
+
+    def _delta_scores(self) -> np.ndarray:
+        """Scores of every delta document (the delta is small: scored in full, once)."""
+        if self._delta is None:
+            scores = np.zeros(self.n_delta, np.float32)
+            if self.n_delta and len(self.idf):
+                dnorm = _norm(self.delta_len, self.k1, self.b, self.avgdl)
+                dtf, dcols = self.picked_delta.data, self.picked_delta.indices
+                w = dtf / (dtf + dnorm[dcols]) * self.idf[self.delta_row_of]
+                scores[:] = np.bincount(dcols, weights=w, minlength=self.n_delta)
+            self._delta = scores
+        return self._delta
+
+    def _full_scores(self) -> np.ndarray:
+        """Scores of every position from all postings of every query term (the reference pass)."""
+        if self._full is None:
+            scores = np.zeros(self.n_base + self.n_delta, np.float32)
+            if len(self.rows):
+                picked = self.matrix[self.rows]
+                which = np.repeat(np.arange(len(self.rows)), np.diff(picked.indptr))
+                cols, tf = picked.indices, picked.data
+                if self.has_dead:
+                    live = self.alive[cols]
+                    which, cols, tf = which[live], cols[live], tf[live]
+                norm = _norm(self.base_len, self.k1, self.b, self.avgdl)
+                w = tf / (tf + norm[cols]) * self.idf_rows[which]
+                scores[:self.n_base] = np.bincount(cols, weights=w, minlength=self.n_base)
+            scores[self.n_base:] = self._delta_scores()
+            self._full = scores
+        return self._full
+
+    # -- answers ----------------------------------------------------------
     def of(self, ids: Sequence[int]) -> np.ndarray:
         """Scores of ``ids`` in order (0 for unknown or removed ids)."""
         pos = self._position_of(np.asarray(list(ids), dtype=np.int64))
         out = np.zeros(len(pos), dtype=np.float32)
-        known = pos >= 0
-        out[known] = self._scores[pos[known]]
+        if self._full is not None:
+            known = pos >= 0
+            out[known] = self._full[pos[known]]
+            return out
+        in_base = (pos >= 0) & (pos < self.n_base)
+        cols, inverse = np.unique(pos[in_base], return_inverse=True)
+        out[in_base] = self._exact_base(cols.astype(self.matrix.indices.dtype))[inverse]
+        in_delta = pos >= self.n_base
+        out[in_delta] = self._delta_scores()[pos[in_delta] - self.n_base]
         return out
 
     def top(self, k: int, allowed_ids: Iterable[int] | None = None) -> list[tuple[int, float]]:
         """Top-``k`` (id, score) with a positive score, best first (ties: lower position first)."""
+        if k <= 0:
+            return []
+        base_cols = delta_rows = None
         if allowed_ids is not None:
             pos = self._position_of(np.unique(np.fromiter((int(i) for i in allowed_ids), dtype=np.int64)))
             pos = np.sort(pos[pos >= 0])
-            scores = self._scores[pos]
+            base_cols, delta_rows = pos[pos < self.n_base], pos[pos >= self.n_base] - self.n_base
+        if self._full is not None or not self._worth_pruning():
+            full = self._full_scores()
+            positions = np.arange(len(full)) if allowed_ids is None else np.concatenate(
+                [base_cols, delta_rows + self.n_base])
+            positions, scores = _best(positions, full[positions], k)
         else:
-            pos, scores = None, self._scores
-        positive = np.flatnonzero(scores > 0)
-        k = min(k, len(positive))
-        if k <= 0:
-            return []
-        cand = positive[np.argpartition(-scores[positive], k - 1)[:k]] if k < len(positive) else positive
-        cand = cand[np.lexsort((cand, -scores[cand]))]
-        rows = cand if pos is None else pos[cand]
-        return [(int(self._ids[r]), float(self._scores[r])) for r in rows]
+            delta = self._delta_scores()
+            drows = np.arange(self.n_delta) if delta_rows is None else delta_rows
+            dscores = delta[drows]
+            if base_cols is not None and len(base_cols) <= SMALL_FILTER:
+                bcols = base_cols.astype(self.matrix.indices.dtype)
+                bscores = self._exact_base(bcols)
+            else:
+                bcols, bscores = self._pruned_base(k, base_cols, dscores[dscores > 0])
+            positions, scores = _best(np.concatenate([bcols.astype(np.int64), drows + self.n_base]),
+                                      np.concatenate([bscores, dscores]), k)
+        return [(int(self.ids[p]), float(s)) for p, s in zip(positions.tolist(), scores.tolist())]
+
+    def _worth_pruning(self) -> bool:
+        """Whether the query's base postings are many enough for MaxScore to beat one full pass."""
+        return len(self.rows) >= PRUNE_MIN_TERMS and int((self.ends - self.starts).sum()) >= PRUNE_MIN_POSTINGS
+
+    def _pruned_base(self, k: int, allowed: np.ndarray | None, delta_best: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Base columns that hold the base's share of the top ``k``, with exact scores (MaxScore).
+
+        Each term's idf bounds its weight (tf / (tf + norm) < 1). Terms are read rarest (highest
+        bound) first, in rounds of doubling size; θ, the k-th best partial score so far, is a lower
+        bound of the final k-th score since partial scores only grow. The lowest-bound terms whose
+        bounds sum below ``NE_FRACTION``·θ are non-essential: a document in none of the other terms'
+        postings scores below θ and cannot rank, so their postings are never read. The candidates
+        found in the essential postings that could still reach θ are completed by looking the
+        non-essential terms up, highest bound first, dropping each candidate as soon as its score
+        plus the bounds still unread falls below θ; the survivors are scored exactly.
+        """
+        indices, data, n_base = self.matrix.indices, self.matrix.data, self.n_base
+        bound = self.idf_rows.astype(np.float64)
+        n_terms = len(bound)
+        desc = np.argsort(-bound, kind="stable")
+        low_sums = np.cumsum(bound[desc[::-1]])  # sum of the 1, 2, … lowest bounds
+        self._ok = self.alive if self.has_dead else None
+        if allowed is not None:
+            self._ok = np.zeros(n_base, bool)
+            self._ok[allowed] = True
+        lengths = (self.ends - self.starts)[desc]
+        budget = max(GATHER_MIN, int(lengths.sum()) // 16)
+        theta = _kth_largest(delta_best, k)
+        partial = np.zeros(n_base, np.float64)
+        gathered = 0
+        while True:
+            # Slack keeps float rounding from ever dropping a document that ranks.
+            essential = n_terms - int(np.searchsorted(low_sums, NE_FRACTION * theta * (1 - SLACK)))
+            if gathered >= essential:
+                break
+            stop = gathered + max(1, int(np.searchsorted(np.cumsum(lengths[gathered:essential]), budget, "right")))
+            cols, weights = self._postings(desc[gathered:stop])
+            partial += np.bincount(cols, weights=weights, minlength=n_base)
+            theta = max(theta, _kth_largest(np.concatenate([partial[partial > 0], delta_best]), k))
+            gathered, budget = stop, budget * 2
+        unread = n_terms - gathered
+        floor = theta * (1 - SLACK) - (low_sums[unread - 1] if unread else 0.0)
+        cand = np.flatnonzero((partial > 0) & (partial >= floor)).astype(indices.dtype)
+        partial = partial[cand]
+        norm = self._norm_of(cand)
+        for j in desc[gathered:].tolist():
+            if not len(cand):
+                break
+            start, end = int(self.starts[j]), int(self.ends[j])
+            tf = _tf_in_row(indices, data, start, end, cand)
+            partial = partial + tf / (tf + norm) * self.idf_rows[j]
+            unread -= 1
+            theta = max(theta, _kth_largest(np.concatenate([partial, delta_best]), k))
+            keep = partial + (low_sums[unread - 1] if unread else 0.0) >= theta * (1 - SLACK)
+            cand, partial, norm = cand[keep], partial[keep], norm[keep]
+        return cand, self._exact_base(cand)
 
 
 class LexicalIndex:
@@ -103,6 +367,14 @@ class LexicalIndex:
         self._sorted_cols = np.zeros(0, np.int64)
         self._base_live = 0
         self._base_len_sum = 0.0
+        # Copy-on-write: a query snapshot holds the mask, so the next removal copies it first.
+        self._alive_shared = False
+        # Base columns masked since the base was built, in order, and per base term how many of the
+        # first ``_dead_seen`` of them are in its postings: live df without reading whole postings.
+        self._dead_log = np.zeros(0, np.int64)
+        self._dead_n = 0
+        self._dead_df = np.zeros(0, np.int64)
+        self._dead_seen = np.zeros(0, np.int64)
         # delta segment
         self._delta: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._delta_len_sum = 0.0
@@ -138,7 +410,10 @@ class LexicalIndex:
         cols = self._base_column(ids)
         cols = np.unique(cols[cols >= 0])
         if len(cols):
+            if self._alive_shared:
+                self._alive, self._alive_shared = self._alive.copy(), False
             self._alive[cols] = False
+            self._log_dead(cols)
             self._base_live -= len(cols)
             self._base_len_sum -= float(self._base_len[cols].sum(dtype=np.float64))
         for i in ids.tolist():
@@ -146,6 +421,42 @@ class LexicalIndex:
             if old is not None:
                 self._delta_len_sum -= float(old[1].sum(dtype=np.float64))
                 self._delta_mat = None
+
+    def _log_dead(self, cols: np.ndarray) -> None:
+        """Append newly masked base columns to the dead log (amortised O(1) each)."""
+        need = self._dead_n + len(cols)
+        if need > len(self._dead_log):
+            grown = np.zeros(max(need, 2 * len(self._dead_log), 64), np.int64)
+            grown[:self._dead_n] = self._dead_log[:self._dead_n]
+            self._dead_log = grown
+        self._dead_log[self._dead_n:need] = cols
+        self._dead_n = need
+
+    def _live_df(self, rows: np.ndarray) -> np.ndarray:
+        """Live document frequency of each base row: its postings minus its dead columns (exact).
+
+        Each row's dead count is brought up to date with the columns masked since the row was last
+        queried: by searching those few columns in the row, or by one pass over the row when they
+        are many. A masked column never comes back to life before a merge resets the counts.
+        """
+        indptr = self._base.indptr
+        lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
+        if not self._dead_n:
+            return lengths
+        stale = rows[self._dead_seen[rows] < self._dead_n]
+        if len(stale):
+            new = self._dead_n - self._dead_seen[stale]
+            few = new * 16 < indptr[stale + 1] - indptr[stale]
+            for r in stale[~few].tolist():
+                row = self._base.indices[indptr[r]:indptr[r + 1]]
+                self._dead_df[r] = len(row) - np.count_nonzero(self._alive[row])
+            searched = stale[few]
+            if len(searched):
+                at, which = _ranges(self._dead_seen[searched], np.full(len(searched), self._dead_n))
+                hit = _in_rows(indptr, self._base.indices, searched[which], self._dead_log[at])
+                self._dead_df[searched] += np.bincount(which[hit], minlength=len(searched))
+            self._dead_seen[stale] = self._dead_n
+        return lengths - self._dead_df[rows]
 
     def upsert(self, ids: Sequence[int], token_lists: Iterable[Sequence[str]]) -> None:
         """Add or replace documents."""
@@ -216,6 +527,11 @@ class LexicalIndex:
         self._sorted_ids, self._sorted_cols = self._base_ids[order], order.astype(np.int64)
         self._base_live = int(self._alive.sum())
         self._base_len_sum = float(self._base_len[self._alive].sum(dtype=np.float64))
+        self._alive_shared = False
+        self._dead_log = np.flatnonzero(~self._alive).astype(np.int64)
+        self._dead_n = len(self._dead_log)
+        self._dead_df = np.zeros(matrix.shape[0], np.int64)
+        self._dead_seen = np.zeros(matrix.shape[0], np.int64)
 
     # -- queries -----------------------------------------------------------
     def _delta_segment(self) -> sparse.csr_matrix:
@@ -230,60 +546,34 @@ class LexicalIndex:
         return self._delta_mat
 
     def query(self, query_tokens: Sequence[str] | None) -> LexicalScores:
-        """Scores of every live document for one query; each distinct query term counts once (as bm25s)."""
+        """BM25 of one query over the live documents; each distinct query term counts once (as bm25s).
+
+        Costs O(query terms + the delta's postings of them) here; the scoring happens in
+        :meth:`LexicalScores.top` and :meth:`LexicalScores.of`, on a snapshot taken now.
+        """
         with self._lock:
             delta = self._delta_segment()
             n_base, n_delta = len(self._base_ids), len(self._delta_ids)
-            scores = np.zeros(n_base + n_delta, dtype=np.float32)
             term_ids = sorted({self._vocab[t] for t in (query_tokens or ()) if t in self._vocab})
             n_live = len(self)
-            if term_ids and n_live:
-                avgdl = (self._base_len_sum + self._delta_len_sum) / n_live or 1.0
-                t = np.asarray(term_ids, dtype=np.int64)
-                base_rows = t[t < self._base.shape[0]]
-                picked_base = self._base[base_rows]
-                picked_delta = delta[t]
-                base_row_of = np.repeat(np.searchsorted(t, base_rows), np.diff(picked_base.indptr))
-                cols, tf = picked_base.indices, picked_base.data
-                if self._base_live < len(self._alive):
-                    # Postings of dead base columns neither count towards df nor score.
-                    live = self._alive[cols]
-                    base_row_of, cols, tf = base_row_of[live], cols[live], tf[live]
-                df = np.bincount(base_row_of, minlength=len(t))
-                delta_row_of = np.repeat(np.arange(len(t)), np.diff(picked_delta.indptr))
-                df = df + np.bincount(delta_row_of, minlength=len(t))
-                idf = np.log(1 + (n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
-                norm = np.float32(self.k1) * (1 - np.float32(self.b) + np.float32(self.b) * (
-                    self._base_len / np.float32(avgdl)))
-                # Lucene drops the constant (k1 + 1) factor.
-                w = tf / (tf + norm[cols]) * idf[base_row_of]
-                scores[:n_base] = np.bincount(cols, weights=w, minlength=n_base)
-                if n_delta:
-                    dnorm = np.float32(self.k1) * (1 - np.float32(self.b) + np.float32(self.b) * (
-                        self._delta_len / np.float32(avgdl)))
-                    dtf, dcols = picked_delta.data, picked_delta.indices
-                    w = dtf / (dtf + dnorm[dcols]) * idf[delta_row_of]
-                    scores[n_base:] = np.bincount(dcols, weights=w, minlength=n_delta)
-            ids, delta_pos = self._all_ids, self._delta_pos
-            # The mask is copied: a later write must not change this query's answer.
-            base_column, alive, sorted_cols = self._sorted_ids, self._alive.copy(), self._sorted_cols
-
-        def position_of(q: np.ndarray) -> np.ndarray:
-            if len(base_column):
-                at = np.minimum(np.searchsorted(base_column, q), len(base_column) - 1)
-                pos = np.where(base_column[at] == q, sorted_cols[at], -1)
-                ok = pos >= 0
-                pos[ok] = np.where(alive[pos[ok]], pos[ok], -1)
-            else:
-                pos = np.full(len(q), -1, np.int64)
-            if delta_pos:
-                for n, i in enumerate(q.tolist()):
-                    if i in delta_pos:
-                        pos[n] = delta_pos[i]
-            return pos
-
-        # Dead base columns score 0 through the mask, so they never rank.
-        return LexicalScores(ids, scores, position_of)
+            t = np.asarray(term_ids if n_live else [], dtype=np.int64)
+            rows = t[t < self._base.shape[0]]
+            avgdl = (self._base_len_sum + self._delta_len_sum) / n_live if n_live else 1.0
+            picked_delta = delta[t]
+            delta_row_of = np.repeat(np.arange(len(t)), np.diff(picked_delta.indptr))
+            df = np.bincount(delta_row_of, minlength=len(t))
+            df[np.searchsorted(t, rows)] += self._live_df(rows)
+            idf = np.log(1 + (n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
+            state = dict(
+                k1=self.k1, b=self.b, avgdl=avgdl or 1.0, ids=self._all_ids, n_base=n_base, n_delta=n_delta,
+                matrix=self._base, base_len=self._base_len, alive=self._alive,
+                has_dead=self._base_live < len(self._alive), rows=rows,
+                starts=self._base.indptr[rows].astype(np.int64), ends=self._base.indptr[rows + 1].astype(np.int64),
+                idf=idf, idf_rows=idf[np.searchsorted(t, rows)], picked_delta=picked_delta,
+                delta_row_of=delta_row_of, delta_len=self._delta_len, delta_pos=self._delta_pos,
+                sorted_ids=self._sorted_ids, sorted_cols=self._sorted_cols)
+            self._alive_shared = True
+        return LexicalScores(state)
 
     def scores(self, query_tokens: Sequence[str], ids: Sequence[int]) -> np.ndarray:
         """BM25 scores of the given documents (0 for unknown ids)."""
