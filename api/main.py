@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from matcher.context import MatcherContext, build_context
+from matcher.page_warmer import PageWarmer
 from matcher.settings import Settings, get_settings
 
 from . import errors, process_memory
@@ -85,7 +86,12 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
             process_memory.release_free_heap()
         else:
             owned = False
+        ctx = app.state.ctx
+        warmer = (PageWarmer(ctx, ctx.settings.match_page_warm_quiet_s).start()
+                  if owned and ctx.pages.max_recipes else None)
         yield
+        if warmer is not None:
+            warmer.stop()
         if owned:
             app.state.ctx.close()
 

@@ -13,6 +13,9 @@ POST bodies), or with an asyncio + httpx generator when wrk is missing:
 - stored-need matches: GET /needs/{id}/matches over a sample of needs, twice: with the
   match-page cache off (every request ranks and explains: a first view after a write)
   and on (the default; warmed first, so it measures repeated views between writes);
+- stored-need matches after a write (``--page-cache on`` or ``both``): a need is edited, the
+  benchmark waits until every worker's page warmer has re-made the pages it had been asked
+  (``/health`` → ``match_pages``), prints how long that took, and loads the same needs again;
 - free-text search: POST /search (query encoding included, in the shared encoder
   process that ``matcher serve --workers N`` starts), over real need texts.
 
@@ -261,6 +264,40 @@ def warm_up(base: str, token: str, paths: list[str], bodies: list[str]) -> None:
             client.post("/search", content=b).raise_for_status()
 
 
+def measure_after_write(run, server, token: str, paths: list[str], other_need: int, concurrency: list[int],
+                        seconds: int, target: dict) -> None:
+    """Edit a need outside ``paths``, wait for the workers' page warmers, then load ``paths`` again."""
+    headers = {"Authorization": f"Bearer {token}"}
+    # One more short round over exactly these needs, so they are the pages each worker most recently gave.
+    run(server.base, token, paths, [], 2, 3)
+    with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+        title = client.get(f"/needs/{other_need}").json()["title"]
+        started = time.perf_counter()
+        client.patch(f"/needs/{other_need}", json={"title": title + "（修订）"}).raise_for_status()
+        version = client.get("/health").json()["index_version"]
+        # /health lands on either worker: eight answers in a row with nothing left to re-make covers both.
+        in_a_row = 0
+        while in_a_row < 8 and time.perf_counter() - started < 600:
+            pages = client.get("/health").json()
+            done = pages["index_version"] >= version and pages["match_pages"]["to_remake"] == 0 \
+                and pages["match_pages"]["held"] >= len(paths)
+            in_a_row = in_a_row + 1 if done else 0
+            time.sleep(0.1)
+        warmed_s = time.perf_counter() - started
+    print(f"\n写入后的查看（改一条需求，等每个进程在后台重建它最近给出的页面：{warmed_s:.1f} s 后完成，"
+          f"含 1 s 静默期；轮询 {len(paths)} 个需求）")
+    for c in concurrency:
+        got = run(server.base, token, paths, [], c, seconds)
+        _print_row(c, got, target)
+
+
+def _print_row(c: int, got: dict, target: dict) -> None:
+    print(f"  并发 {c:>2}: p50 {got['p50']:6.1f} ms  p95 {got['p95']:6.1f} ms"
+          f"{_fmt_target(target['p95_ms'], 'ms', True)}  p99 {got['p99']:6.1f} ms  "
+          f"{got['rps']:6.1f} 请求/s{_fmt_target(target['rps'], '请求/s', False)}  "
+          f"（{got['requests']} 次，错误 {got['errors']}）", flush=True)
+
+
 def _fmt_target(value: float | None, unit: str, le: bool) -> str:
     if value is None:
         return ""
@@ -288,6 +325,7 @@ def main() -> int:
     print(f"压测工具：{'wrk（Lua 脚本）' if use_wrk else 'asyncio + httpx'}；被测代码：{args.code}")
     run = run_wrk if use_wrk else run_httpx
     targets = TARGETS if args.size <= 100_000 else TARGETS_1M
+    concurrency = [int(x) for x in args.concurrency.split(",")]
     needs = random.Random(11).sample(service.need_ids, min(args.needs, len(service.need_ids)))
     paths = [f"/needs/{i}/matches" for i in needs]
     bodies = [json.dumps({"text": t, "target": "outcomes", "k": 10}, ensure_ascii=False) for t in _queries(300)]
@@ -321,12 +359,13 @@ def main() -> int:
                           f"两个进程都已缓存这 {len(p)} 个需求的页面）")
                 print(f"\n{label}  （{args.size:,} 条成果，轮询 {len(p) or len(b)} 个不同请求）")
                 t = targets[name]
-                for c in (int(x) for x in args.concurrency.split(",")):
+                for c in concurrency:
                     got = run(server.base, token, p, b, c, args.seconds)
-                    print(f"  并发 {c:>2}: p50 {got['p50']:6.1f} ms  p95 {got['p95']:6.1f} ms"
-                          f"{_fmt_target(t['p95_ms'], 'ms', True)}  p99 {got['p99']:6.1f} ms  "
-                          f"{got['rps']:6.1f} 请求/s{_fmt_target(t['rps'], '请求/s', False)}  "
-                          f"（{got['requests']} 次，错误 {got['errors']}）", flush=True)
+                    _print_row(c, got, t)
+                if mode == "on" and name == "matches":
+                    # The warmer re-makes the 200 most recently asked pages per worker (the default).
+                    others = [i for i in service.need_ids if i not in set(needs)]
+                    measure_after_write(run, server, token, p[:200], others[0], concurrency, args.seconds, t)
             rss, encoder_rss = server.worker_rss_mb()
             print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB' for r in rss) or '未取得'}"
                   f"（目标 ≤ 1536 MB）" + (f"；共享编码进程 {encoder_rss:.0f} MB（每台机器一个）" if encoder_rss else ""))

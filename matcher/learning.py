@@ -91,14 +91,16 @@ def tune_examples(pairs: list[TrainingPair]) -> TuneExamples:
 
 def fine_tune(model_dir: str | Path, examples: TuneExamples, out_dir: str | Path, *, epochs: int = 1,
               learning_rate: float = 2e-5, batch_size: int = 8, seed: int = 0,
-              query_prefix: str = "", passage_prefix: str = "") -> Path:
+              query_prefix: str = "", passage_prefix: str = "", max_tokens: int = 256) -> Path:
     """Fine-tune a sentence-transformers model with in-batch and hard negatives; save it to ``out_dir``.
 
     The loss is the multiple-negatives ranking loss (each need against every
     outcome in the batch plus the hard negatives), in a plain torch loop: the
     library's trainer needs extra packages and its MultipleNegativesRankingLoss
     wants a negative on every row, which broker labels rarely give.
-    Prefixes are those of the model's profile.
+    Prefixes are those of the model's profile. Texts are cut at ``max_tokens``
+    while training (the saved model keeps its own limit): activations grow with
+    the square of the length, and a batch padded to 512 tokens needed over 20 GB.
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -108,6 +110,8 @@ def fine_tune(model_dir: str | Path, examples: TuneExamples, out_dir: str | Path
     random.seed(seed)
     torch.manual_seed(seed)
     model = SentenceTransformer(str(model_dir), device="cpu")
+    saved_limit = model.max_seq_length
+    model.max_seq_length = min(max_tokens, saved_limit or max_tokens)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     triples = list(examples.triples)
@@ -126,6 +130,7 @@ def fine_tune(model_dir: str | Path, examples: TuneExamples, out_dir: str | Path
             loss.backward()
             optimizer.step()
     model.eval()
+    model.max_seq_length = saved_limit
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -254,6 +254,36 @@ def weak_note(results: list[dict]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class PageRecipe:
+    """How to make a stored record's match page (again): the record's side and id, k, filters, and for whom."""
+
+    side: str            # the record's side: "needs" or "outcomes"
+    record_id: int
+    k: int
+    filters: MatchFilters
+    viewer: Viewer | None
+
+    def echo(self) -> dict:
+        """The page's ``query`` field: the record, k and every filter set."""
+        return {"need_id" if self.side == "needs" else "outcome_id": self.record_id, "k": self.k,
+                **self.filters.model_dump(exclude_none=True)}
+
+    def key(self) -> tuple:
+        """The page's key in the worker's page memory: what was asked, and the asker's visibility scope."""
+        v = self.viewer
+        scope = (v.role, v.enterprise_id, v.institution_id) if v is not None else None
+        return (self.side, tuple(sorted(self.echo().items())), scope)
+
+
+def make_page(ctx: MatcherContext, session: Session, recipe: PageRecipe) -> bytes:
+    """Rank and explain ``recipe``'s record now; the JSON body of :class:`MatchList`."""
+    match = match_need if recipe.side == "needs" else match_outcome
+    results = match(ctx, session, recipe.record_id, recipe.k, recipe.filters, viewer=recipe.viewer)
+    page = MatchList.model_validate({"query": recipe.echo(), "results": results, "note": weak_note(results)})
+    return page.model_dump_json().encode()
+
+
 def match_page(ctx: MatcherContext, session: Session, side: str, record_id: int, k: int = 10,
                filters: MatchFilters | None = None, viewer: Viewer | None = None) -> bytes:
     """The JSON body of a stored record's matches (``side``: "needs" or "outcomes", the record's side).
@@ -261,18 +291,9 @@ def match_page(ctx: MatcherContext, session: Session, side: str, record_id: int,
     Equal to validating ``{"query", "results", "note"}`` against :class:`MatchList`.
     The page is taken from the worker's :class:`~matcher.match_pages.MatchPages`
     when it was made at the version the worker has synced to, so a repeated view
-    between writes costs no ranking. Access checks stay with the caller and run
-    on every request.
+    between writes costs no ranking; its recipe is kept so that the page warmer
+    can re-make it after the next write. Access checks stay with the caller and
+    run on every request.
     """
-    filters = filters or MatchFilters()
-    echo = {"need_id" if side == "needs" else "outcome_id": record_id, "k": k, **filters.model_dump(exclude_none=True)}
-    scope = (viewer.role, viewer.enterprise_id, viewer.institution_id) if viewer is not None else None
-    key = (side, tuple(sorted(echo.items())), scope)  # the echo names the record, k and every filter
-
-    def make() -> bytes:
-        match = match_need if side == "needs" else match_outcome
-        results = match(ctx, session, record_id, k, filters, viewer=viewer)
-        page = MatchList.model_validate({"query": echo, "results": results, "note": weak_note(results)})
-        return page.model_dump_json().encode()
-
-    return ctx.pages.get_or_make(ctx.indexes.version, key, make)
+    recipe = PageRecipe(side, record_id, k, filters or MatchFilters(), viewer)
+    return ctx.pages.get_or_make(ctx.indexes.version, recipe.key(), lambda: make_page(ctx, session, recipe), recipe)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     default_k: int = 10
     # Finished match pages of stored needs/outcomes kept per worker until the next write (0 turns it off).
     match_page_cache_mb: int = Field(default=32, ge=0)
+    # After a write, each serving worker re-makes in the background the pages of this many most recently
+    # asked matches (0 turns it off), once no newer write has come for match_page_warm_quiet_s.
+    match_page_warm: int = Field(default=200, ge=0)
+    match_page_warm_quiet_s: float = Field(default=1.0, gt=0)
     max_k: int = 100
     # Largest JSON (non-upload) request body; uploads get max_upload_bytes.
     max_json_bytes: int = 1024 * 1024

@@ -128,3 +128,88 @@ def test_rows_without_stored_terms_are_explained_as_before(client, ctx):
     segmented = json.loads(_page(client, path, k=2))  # another page: not the one made with stored terms
     assert [r["explanation"] for r in segmented["results"]] == [r["explanation"] for r in stored["results"][:2]]
     assert any(r["explanation"]["shared_terms"] for r in stored["results"])
+
+
+def _warm_after_patch(client, ctx):
+    """View a need's matches, rename its top outcome; returns (path, warmer, the renamed outcome's id)."""
+    from matcher.page_warmer import PageWarmer
+
+    load_small(client)
+    need = by_title(client, "needs", "曲轴表面耐磨强化")
+    path = f"/needs/{need['id']}/matches"
+    top = json.loads(_page(client, path))["results"][0]["outcome"]
+    assert client.patch(f"/outcomes/{top['id']}", json={"title": "曲轴激光仿生强化"}).status_code == 200
+    return path, PageWarmer(ctx), top["id"]
+
+
+def test_a_viewed_page_is_remade_after_a_write_and_served_as_a_repeat_view(client, ctx):
+    from matcher.matching import make_page
+
+    path, warmer, top_id = _warm_after_patch(client, ctx)
+    assert client.get("/health").json()["match_pages"] == {"held": 0, "to_remake": 1}
+    assert warmer.warm_once() == 1
+    assert client.get("/health").json()["match_pages"] == {"held": 1, "to_remake": 0}
+    assert warmer.warm_once() == 0  # held at this version: nothing to do
+    hits = ctx.pages.hits
+    served = _page(client, path)
+    assert ctx.pages.hits == hits + 1, "the view after the write must come from the warmed page"
+    titles = [x["outcome"]["title"] for x in json.loads(served)["results"] if x["outcome"]["id"] == top_id]
+    assert titles == ["曲轴激光仿生强化"]
+    # The warmed page is exactly what ranking now would give the same asker.
+    (key, recipe), = [(k, r) for k, r in ctx.pages._recipes.items()]
+    with ctx.sessions() as s:
+        assert make_page(ctx, s, recipe) == served
+
+
+def test_the_warmer_forgets_a_deleted_record_and_never_serves_it(client, ctx):
+    path, warmer, _ = _warm_after_patch(client, ctx)
+    need_id = int(path.split("/")[2])
+    assert client.delete(f"/needs/{need_id}").status_code == 204
+    assert warmer.warm_once() == 0
+    assert ctx.pages.to_remake(ctx.indexes.version) == []
+    assert client.get(path).status_code == 404
+
+
+def test_warmed_pages_keep_the_askers_scope(client, ctx):
+    """A page asked with k=3 by this user is re-made with k=3 for this user's scope, not for anyone else."""
+    path, warmer, _ = _warm_after_patch(client, ctx)
+    _page(client, path, k=3)
+    (key3, recipe3), (key10, _) = ctx.pages.to_remake(-2)  # most recently asked first
+    assert recipe3.k == 3 and key3[2] == (recipe3.viewer.role, None, None)
+    assert key10[1] != key3[1] and key10[2] == key3[2]
+    assert warmer.warm_once() == 1  # the k=3 view was made at the current version: only k=10 was missing
+    assert ctx.pages.to_remake(ctx.indexes.version) == []
+
+
+def test_the_background_warmer_remakes_pages_once_writes_stop(client, ctx):
+    import time
+
+    from matcher.page_warmer import PageWarmer
+
+    path, _, _ = _warm_after_patch(client, ctx)
+    warmer = PageWarmer(ctx, quiet_s=0.1).start()
+    try:
+        deadline = time.monotonic() + 30
+        while warmer.made == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        warmer.stop()
+    assert warmer.made == 1
+    hits = ctx.pages.hits
+    _page(client, path)
+    assert ctx.pages.hits == hits + 1
+
+
+def test_page_recipes_are_bounded_and_filled_once_per_version():
+    pages = MatchPages(max_bytes=100, recipes=2)
+    for key in "abc":
+        pages.get_or_make(1, key, lambda: b"x", recipe=key.upper())
+    assert pages.to_remake(1) == []  # all held
+    assert pages.to_remake(2) == [("c", "C"), ("b", "B")]  # "a" fell out of the two remembered
+    assert pages.fill(2, "c", lambda: b"C2") is True and pages.fill(2, "c", lambda: b"no") is False
+    assert pages.fill(1, "b", lambda: b"old") is False  # an older version is never kept
+    hits, misses = pages.hits, pages.misses
+    assert pages.get_or_make(2, "c", lambda: b"no") == b"C2" and pages.hits == hits + 1 and pages.misses == misses
+    pages.forget("b")
+    assert pages.to_remake(2) == []
+    assert MatchPages(max_bytes=0, recipes=5).max_recipes == 0

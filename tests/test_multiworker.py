@@ -176,6 +176,25 @@ def test_a_write_through_one_worker_is_served_by_every_worker_on_its_next_reques
     _assert_indexes_agree_with_database(workers)
 
 
+def test_a_page_viewed_on_one_worker_is_remade_there_after_a_write_through_the_other(workers):
+    """The served app runs its page warmer: the reader's page comes back at the new version by itself."""
+    reader, writer = workers.clients[1], workers.clients[0]
+    with workers.sessions() as s:
+        need_id = s.scalar(select(Need.id).where(Need.deleted_at.is_(None)).order_by(Need.id))
+    path = f"/needs/{need_id}/matches"
+    top = reader.get(path).json()["results"][0]["outcome"]
+    assert writer.patch(f"/outcomes/{top['id']}", json={"title": top["title"] + "（修订）"}).status_code == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pages = reader.get("/health").json()["match_pages"]  # also makes the reader sync to the write
+        if pages["held"] >= 1 and pages["to_remake"] == 0:
+            break
+        time.sleep(0.2)
+    assert pages["held"] >= 1 and pages["to_remake"] == 0, pages
+    titles = {r["outcome"]["id"]: r["outcome"]["title"] for r in reader.get(path).json()["results"]}
+    assert titles[top["id"]] == top["title"] + "（修订）"
+
+
 def test_concurrent_edits_of_one_need_through_both_workers_lose_nothing(workers):
     eid = _enterprise_id(workers)
     r = workers.clients[0].post("/needs", json={"enterprise_id": eid, "title": "盐田卤水提锂吸附剂再生"})

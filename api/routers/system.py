@@ -20,4 +20,7 @@ def health(ctx: Ctx):
         "index_version": ix.version,
         "indexed": {side: len(index) for side, index in ix.indexes.items()},
         "database": ctx.engine.dialect.name,
+        # This worker's finished match pages: how many it holds, and how many recently viewed ones the
+        # background warmer has still to re-make after the last write (0 once it has caught up).
+        "match_pages": {"held": ctx.pages.held(ix.version), "to_remake": len(ctx.pages.to_remake(ix.version))},
     }

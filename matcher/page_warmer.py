@@ -1,0 +1,93 @@
+"""Re-make recently viewed match pages in the background after a write, so the next view is a repeat view.
+
+A write moves the change-log version and expires every page of a worker (see
+:mod:`matcher.match_pages`); ranking and explaining a page again costs tens of
+milliseconds at 10^5 outcomes, paid by the first broker who opens it. The
+warmer pays it instead: each serving worker polls the change log, and once no
+newer write has come for a quiet interval (an import is thousands of writes:
+warming between them would be wasted) it re-makes the most recently asked
+pages at the new version, most recent first, stopping as soon as the data moves
+on again. Pages never asked for are not made.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .access import Forbidden
+from .context import MatcherContext
+from .errors import NotFound
+from .matching import PageRecipe, make_page
+
+log = logging.getLogger(__name__)
+
+
+class PageWarmer:
+    """One worker's background re-maker of match pages. :meth:`start` it with the app, :meth:`stop` it after."""
+
+    def __init__(self, ctx: MatcherContext, quiet_s: float = 1.0):
+        self.ctx = ctx
+        self.quiet_s = quiet_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.made = 0
+        # Once per version: pages that cannot be kept (the memory is full) must not be re-made on every tick.
+        self._warmed_version = -1
+
+    def warm_once(self) -> int:
+        """Catch up with the change log and re-make every remembered page missing at its version.
+
+        Returns how many pages were made. Stops early when the version moves on
+        (those pages would be expired already); a page whose record is gone or
+        no longer visible to its asker is forgotten, not retried.
+        """
+        ctx = self.ctx
+        ctx.indexes.sync()
+        version = ctx.indexes.version
+        made = 0
+        for key, recipe in ctx.pages.to_remake(version):
+            if self._stop.is_set() or ctx.indexes.version != version:
+                break
+            made += self._remake(version, key, recipe)
+        else:
+            self._warmed_version = version
+        self.made += made
+        return made
+
+    def _remake(self, version: int, key, recipe: PageRecipe) -> int:
+        try:
+            with self.ctx.sessions() as session:
+                return int(self.ctx.pages.fill(version, key, lambda: make_page(self.ctx, session, recipe)))
+        except (NotFound, Forbidden):
+            self.ctx.pages.forget(key)
+        except Exception:  # a broken page must not stop the others; the next view shows the error itself
+            log.exception("re-making match page %s failed", key)
+            self.ctx.pages.forget(key)
+        return 0
+
+    def _run(self) -> None:
+        seen, since = -1, time.monotonic()
+        while not self._stop.wait(self.quiet_s / 2):
+            try:
+                self.ctx.indexes.sync()
+                version = self.ctx.indexes.version
+                if version != seen:
+                    seen, since = version, time.monotonic()
+                    continue
+                if version != self._warmed_version and time.monotonic() - since >= self.quiet_s:
+                    self.warm_once()
+            except Exception:  # e.g. the database restarting: try again on the next tick
+                log.exception("page warmer tick failed")
+
+    def start(self) -> "PageWarmer":
+        """Run in a daemon thread until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._run, name="page-warmer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the thread to finish and wait for it (at most the page being made)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
