@@ -266,10 +266,11 @@ def warm_up(base: str, token: str, paths: list[str], bodies: list[str]) -> None:
 
 def measure_after_write(run, server, token: str, paths: list[str], other_need: int, concurrency: list[int],
                         seconds: int, target: dict) -> None:
-    """Edit a need outside ``paths``, wait for the workers' page warmers, then load ``paths`` again."""
+    """Edit a need outside ``paths``, wait for the workers' page warmers, then load ``paths`` again.
+
+    The server must remember at least ``len(paths)`` recipes per worker (``MATCHER_MATCH_PAGE_WARM``).
+    """
     headers = {"Authorization": f"Bearer {token}"}
-    # One more short round over exactly these needs, so they are the pages each worker most recently gave.
-    run(server.base, token, paths, [], 2, 3)
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
         title = client.get(f"/needs/{other_need}").json()["title"]
         started = time.perf_counter()
@@ -284,8 +285,8 @@ def measure_after_write(run, server, token: str, paths: list[str], other_need: i
             in_a_row = in_a_row + 1 if done else 0
             time.sleep(0.1)
         warmed_s = time.perf_counter() - started
-    print(f"\n写入后的查看（改一条需求，等每个进程在后台重建它最近给出的页面：{warmed_s:.1f} s 后完成，"
-          f"含 1 s 静默期；轮询 {len(paths)} 个需求）")
+    print(f"\n写入后的查看（改一条需求，等每个进程在后台重建它给出过的 {len(paths)} 个页面：{warmed_s:.1f} s 后完成，"
+          f"含 1 s 静默期；MATCHER_MATCH_PAGE_WARM={len(paths)}）")
     for c in concurrency:
         got = run(server.base, token, paths, [], c, seconds)
         _print_row(c, got, target)
@@ -335,8 +336,9 @@ def main() -> int:
              "on": (None, "页面缓存开启（默认）：两次写入之间重复查看同一需求")}
     for mode in (("off", "on") if args.page_cache == "both" else (args.page_cache,)):
         mb, title = modes[mode]
-        server = Server(service, args.code.resolve(), args.workers,
-                        {"MATCHER_MATCH_PAGE_CACHE_MB": mb} if mb is not None else None)
+        # Every sampled need's page is remembered for re-making after a write (the default is the last 200 asked).
+        env = {"MATCHER_MATCH_PAGE_CACHE_MB": mb} if mb is not None else {"MATCHER_MATCH_PAGE_WARM": str(len(needs))}
+        server = Server(service, args.code.resolve(), args.workers, env)
         print(f"\n== {title} ==\n服务就绪（{args.workers} 个工作进程，从索引文件启动）：{server.ready_s:.1f} s")
         try:
             token = sign_in(server.base, service)
@@ -363,9 +365,8 @@ def main() -> int:
                     got = run(server.base, token, p, b, c, args.seconds)
                     _print_row(c, got, t)
                 if mode == "on" and name == "matches":
-                    # The warmer re-makes the 200 most recently asked pages per worker (the default).
                     others = [i for i in service.need_ids if i not in set(needs)]
-                    measure_after_write(run, server, token, p[:200], others[0], concurrency, args.seconds, t)
+                    measure_after_write(run, server, token, p, others[0], concurrency, args.seconds, t)
             rss, encoder_rss = server.worker_rss_mb()
             print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB' for r in rss) or '未取得'}"
                   f"（目标 ≤ 1536 MB）" + (f"；共享编码进程 {encoder_rss:.0f} MB（每台机器一个）" if encoder_rss else ""))
