@@ -35,6 +35,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from threading import RLock
 
@@ -144,6 +145,7 @@ def _term_matrix(n_terms: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> sp
     return sparse.csr_matrix((tfs.astype(np.float32), (terms, cols)), shape=(n_terms, len(parts)), dtype=np.float32)
 
 
+@dataclass(eq=False)
 class LexicalScores:
     """BM25 scores of one query over the live documents at query time (a snapshot; lookups by id).
 
@@ -154,12 +156,35 @@ class LexicalScores:
     float32, so the scores are bit-identical to the full pass (:meth:`_full_scores`).
     """
 
-    def __init__(self, state: dict):
-        self.__dict__.update(state)
-        self._full: np.ndarray | None = None
-        self._norms: np.ndarray | None = None  # every base column's norm, when a query reads that many postings
-        self._ok: np.ndarray | None = None  # base columns a pruned top may return (None: all)
-        self._delta: np.ndarray | None = None
+    # The query and the index's arrays as they were when the query was asked.
+    k1: float
+    b: float
+    avgdl: float
+    ids: np.ndarray            # every live id: base columns, then delta rows
+    n_base: int
+    n_delta: int
+    matrix: sparse.csr_matrix  # the base segment: term rows × document columns of term frequencies
+    base_len: np.ndarray
+    alive: np.ndarray          # base columns not removed
+    has_dead: bool
+    rows: np.ndarray           # the query's term ids that have a base row
+    starts: np.ndarray         # each of those rows' postings in ``matrix``
+    ends: np.ndarray
+    idf: np.ndarray            # per query term (base rows and delta-only terms)
+    idf_rows: np.ndarray       # per base row in ``rows``
+    picked_delta: sparse.csr_matrix
+    delta_row_of: np.ndarray
+    delta_len: np.ndarray
+    delta_pos: dict[int, int]
+    sorted_ids: np.ndarray
+    sorted_cols: np.ndarray
+    # Worked out on first use.
+    _full: np.ndarray | None = field(default=None, init=False, repr=False)
+    # Every base column's norm, when a query reads that many postings.
+    _norms: np.ndarray | None = field(default=None, init=False, repr=False)
+    # Base columns a pruned top may return (None: all).
+    _ok: np.ndarray | None = field(default=None, init=False, repr=False)
+    _delta: np.ndarray | None = field(default=None, init=False, repr=False)
 
     # -- positions --------------------------------------------------------
     def _position_of(self, q: np.ndarray) -> np.ndarray:
@@ -564,7 +589,7 @@ class LexicalIndex:
             df = np.bincount(delta_row_of, minlength=len(t))
             df[np.searchsorted(t, rows)] += self._live_df(rows)
             idf = np.log(1 + (n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
-            state = dict(
+            snapshot = LexicalScores(
                 k1=self.k1, b=self.b, avgdl=avgdl or 1.0, ids=self._all_ids, n_base=n_base, n_delta=n_delta,
                 matrix=self._base, base_len=self._base_len, alive=self._alive,
                 has_dead=self._base_live < len(self._alive), rows=rows,
@@ -573,7 +598,7 @@ class LexicalIndex:
                 delta_row_of=delta_row_of, delta_len=self._delta_len, delta_pos=self._delta_pos,
                 sorted_ids=self._sorted_ids, sorted_cols=self._sorted_cols)
             self._alive_shared = True
-        return LexicalScores(state)
+        return snapshot
 
     def scores(self, query_tokens: Sequence[str], ids: Sequence[int]) -> np.ndarray:
         """BM25 scores of the given documents (0 for unknown ids)."""
