@@ -42,11 +42,6 @@ class MatchPages:
         self._lock = Lock()
         self.hits = self.misses = 0
 
-    @property
-    def version(self) -> int:
-        """The data version the kept pages were made at (-1 before the first page)."""
-        return self._version
-
     def get_or_make(self, version: int, key: Hashable, make: Callable[[], bytes], recipe: Any = None) -> bytes:
         """The page for ``key`` at data ``version``: from memory if made at that version, else ``make()``.
 
