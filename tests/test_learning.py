@@ -72,6 +72,8 @@ def test_fine_tuning_moves_the_model_towards_the_signed_pairs(encoder, tmp_path)
     out = fine_tune(base_dir, examples, tmp_path / "tuned", epochs=3, learning_rate=5e-5,
                     query_prefix=encoder.profile.query_prefix, passage_prefix=encoder.profile.passage_prefix)
     tuned = Encoder(str(out), tmp_path)  # loads offline and still passes the Chinese probe
+    # Training cuts texts at 256 tokens to bound memory; the saved model keeps the base model's own limit.
+    assert tuned.max_tokens == encoder.max_tokens > 256
 
     def margin(model):
         q = model.encode([a for a, _, _ in examples.triples], "query")

@@ -156,7 +156,7 @@ def test_a_viewed_page_is_remade_after_a_write_and_served_as_a_repeat_view(clien
     titles = [x["outcome"]["title"] for x in json.loads(served)["results"] if x["outcome"]["id"] == top_id]
     assert titles == ["曲轴激光仿生强化"]
     # The warmed page is exactly what ranking now would give the same asker.
-    (key, recipe), = [(k, r) for k, r in ctx.pages._recipes.items()]
+    (key, recipe), = ctx.pages.to_remake(-2)  # every remembered recipe: no page is held at version -2
     with ctx.sessions() as s:
         assert make_page(ctx, s, recipe) == served
 
