@@ -20,14 +20,12 @@ import itertools
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,8 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.local_services import (WorkerDidNotStart, free_port, scratch_schema, start_worker,  # noqa: E402
+                                  wait_healthy)
 from embeddings.encoder import resolve_model_dir  # noqa: E402
 from embeddings.encoder_service import SharedEncoderProcess  # noqa: E402
 from matcher.models import IndexChange, Need, Outcome, Pairing  # noqa: E402
@@ -71,28 +71,6 @@ class Ledger:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_schema(base_url: str) -> tuple[str, str]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(base_url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return schema, f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-
-
-def drop_schema(base_url: str, schema: str) -> None:
-    engine = create_engine(base_url)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
-
-
 def service_env(db_url: str, data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHER_")}
     VECTOR_CACHE.parent.mkdir(parents=True, exist_ok=True)
@@ -106,22 +84,14 @@ def start_workers(count: int, env: dict, data_dir: Path) -> list[tuple[subproces
     workers = []
     for i in range(count):
         port = free_port()
-        log = open(data_dir / f"worker{i}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", "127.0.0.1", "--port",
-                                 str(port), "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=log)
-        workers.append((proc, f"http://127.0.0.1:{port}"))
-    deadline = time.monotonic() + START_LIMIT_S
-    for proc, base in workers:
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"工作进程未能启动，见 {data_dir}/worker*.log")
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-    return workers
+        log_path = data_dir / f"worker{i}.log"
+        workers.append((start_worker(port, env, open(log_path, "w")), f"http://127.0.0.1:{port}", log_path))
+    try:
+        for proc, base, log_path in workers:
+            wait_healthy(base, proc, log_path, START_LIMIT_S)
+    except WorkerDidNotStart as e:
+        raise SystemExit(f"工作进程未能启动，见 {data_dir}/worker*.log：{e}") from e
+    return [(proc, base) for proc, base, _ in workers]
 
 
 def sign_in(base: str) -> httpx.Client:
@@ -366,7 +336,12 @@ def main() -> int:
     if not base_url.startswith("postgresql"):
         print("需要 PostgreSQL：设置 DATABASE_URL=postgresql+psycopg2://…（多个工作进程共享一个数据库）")
         return 2
-    schema, db_url = fresh_schema(base_url)
+    with scratch_schema(base_url, "bench") as db_url:
+        return run(args, db_url)
+
+
+def run(args, db_url: str) -> int:
+    """Seed ``db_url``, start the workers, load them for ``args.duration`` s, then check; 0 if everything held."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     env = service_env(db_url, data_dir)
     procs, encoder = [], None
@@ -412,7 +387,6 @@ def main() -> int:
                 proc.kill()
         if encoder is not None:
             encoder.stop()
-        drop_schema(base_url, schema)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -32,7 +32,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import synthetic  # noqa: E402
+from bench.local_services import free_port  # noqa: E402
 
 TARGETS = {"matches": {"p95_ms": 30.0, "rps": 200.0}, "search": {"p95_ms": 80.0, "rps": None}}
 TARGETS_1M = {"matches": {"p95_ms": 100.0, "rps": None}, "search": {"p95_ms": None, "rps": None}}
@@ -75,12 +75,6 @@ done = function(summary, latency, requests)
     bad, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _queries(n: int, seed: int = 5) -> list[str]:
@@ -138,7 +132,7 @@ class Server:
     """``matcher serve --workers N`` on loopback, started and stopped by this benchmark."""
 
     def __init__(self, service: synthetic.BenchService, code: Path, workers: int, extra_env: dict | None = None):
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**service.env(), "PYTHONPATH": str(code), **(extra_env or {})}
         self.log = tempfile.NamedTemporaryFile("w+", prefix="bench_serving_", suffix=".log", delete=False)

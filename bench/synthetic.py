@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert, select, text
 
+from bench.local_services import schema_url
 from embeddings.encoder import DEFAULT_MODEL, _model_id, resolve_model_dir
 from embeddings.vector_cache import embedding_cache, text_key
 from matcher.documents import document_text, sentences_of
@@ -137,8 +138,7 @@ def _engine(data_dir: Path, database_url: str | None):
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         base.dispose()
-        sep = "&" if "?" in database_url else "?"
-        url = f"{database_url}{sep}options=-csearch_path%3D{schema}"
+        url = schema_url(database_url, schema)
     else:
         url = f"sqlite:///{(data_dir / 'matcher.db').resolve()}"
     engine = make_engine(url)

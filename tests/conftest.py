@@ -14,12 +14,11 @@ hash, computed once, because scrypt is deliberately slow.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
+from bench.local_services import scratch_schema
 from embeddings.encoder import Encoder
 from matcher.context import build_context
 from matcher.settings import Settings
@@ -56,15 +55,8 @@ def db_url(request, tmp_path):
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'matcher.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with scratch_schema(PG_URL) as url:
+        yield url
 
 
 def pytest_generate_tests(metafunc):

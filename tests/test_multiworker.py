@@ -9,17 +9,14 @@ stronger and needs no clock.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from embeddings.encoder_service import SharedEncoderProcess
 from matcher.db import make_engine, make_sessionmaker, upgrade
@@ -27,7 +24,9 @@ from matcher.models import Enterprise, IndexChange, Need, User
 from matcher.records import _apply, content_hash, log_change
 from matcher.schemas import NeedIn
 
-from .conftest import CACHE, PG_URL, ROOT, TEST_PASSWORD
+from bench.local_services import WorkerDidNotStart, free_port, scratch_schema, start_worker, wait_healthy
+
+from .conftest import CACHE, PG_URL, TEST_PASSWORD
 from .helpers import NEED_HEADER, NEEDS, OUTCOME_HEADER, OUTCOMES, xlsx
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs TEST_DATABASE_URL (PostgreSQL)")
@@ -43,38 +42,14 @@ class Workers:
     sessions: object
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(port: int, env: dict, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", "127.0.0.1", "--port",
-                             str(port), "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=log)
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, log_path) -> None:
-    deadline = time.monotonic() + START_LIMIT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"worker did not start: {log_path.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory, vector_cache_url, password_hash):
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+def workers(tmp_path_factory, vector_cache_url, password_hash, encoder):
+    # `encoder` builds the model folder (MODEL_DIR) on a fresh checkout, before the workers load it.
+    with scratch_schema(PG_URL) as url:
+        yield from _workers_on(url, tmp_path_factory, vector_cache_url, password_hash)
+
+
+def _workers_on(url: str, tmp_path_factory, vector_cache_url: str, password_hash: str):
     engine = make_engine(url)
     upgrade(engine)
     sessions = make_sessionmaker(engine)
@@ -94,10 +69,13 @@ def workers(tmp_path_factory, vector_cache_url, password_hash):
         for i in range(2):
             log_path = data_dir / f"worker{i}.log"
             logs.append(open(log_path, "w"))
-            port = _free_port()
-            procs.append((_start(port, env, logs[-1]), f"http://127.0.0.1:{port}", log_path))
+            port = free_port()
+            procs.append((start_worker(port, env, logs[-1]), f"http://127.0.0.1:{port}", log_path))
         for proc, base, log_path in procs:
-            _wait_healthy(base, proc, log_path)
+            try:
+                wait_healthy(base, proc, log_path, START_LIMIT_S)
+            except WorkerDidNotStart as e:
+                pytest.fail(str(e))
             token = httpx.post(f"{base}/auth/token", data={"username": "mw-admin", "password": TEST_PASSWORD},
                                timeout=30).json()["access_token"]
             clients.append(httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120))
@@ -120,9 +98,6 @@ def workers(tmp_path_factory, vector_cache_url, password_hash):
         for f in logs:
             f.close()
         engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _enterprise_id(workers: Workers) -> int:
