@@ -48,9 +48,10 @@ MIN_MERGE = 4096
 MERGE_FRACTION = 0.05
 # Compact the base when this share of its columns is dead.
 DEAD_FRACTION = 0.2
-# Below this many base postings one full pass is faster than pruning (measured at 100k: pruned and full
-# break even near 0.6-1M postings; idf bounds leave ~half the postings essential on long needs).
-PRUNE_MIN_POSTINGS = 1_000_000
+# Below this many base postings one full pass is faster than pruning. Since the full pass adds term by term
+# (2026-11-30) it wins at 10^5 documents (long needs: ~1.3M postings, p95 33 against 41 ms); at 10^6 (~13M)
+# pruning still trims the tail (p95 339 against 375 ms). Idf bounds leave ~half of a long need's postings essential.
+PRUNE_MIN_POSTINGS = 4_000_000
 # Keyword queries have few terms, nearly all essential: one full pass is as fast (measured at 100k).
 PRUNE_MIN_TERMS = 32
 # MaxScore reads at least this many postings before it first sets its threshold.
@@ -126,16 +127,6 @@ def _in_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np
     return (lo < end) & (indices[np.minimum(lo, last)] == cols)
 
 
-def _sum_by_column(cols: np.ndarray, weights: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct columns (sorted) and the sum of their weights (every weight is positive)."""
-    if len(cols) * 16 < n_cols:  # few postings: sorting them is cheaper than a pass over every column
-        uniq, inverse = np.unique(cols, return_inverse=True)
-        return uniq, np.bincount(inverse, weights=weights, minlength=len(uniq))
-    sums = np.bincount(cols, weights=weights, minlength=n_cols)
-    uniq = np.flatnonzero(sums)
-    return uniq, sums[uniq]
-
-
 def _term_matrix(n_terms: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> sparse.csr_matrix:
     """Terms × documents matrix of term frequencies from per-document (term ids, counts)."""
     per_doc = np.fromiter((len(t) for t, _ in parts), dtype=np.int64, count=len(parts))
@@ -180,7 +171,7 @@ class LexicalScores:
     sorted_cols: np.ndarray
     # Worked out on first use.
     _full: np.ndarray | None = field(default=None, init=False, repr=False)
-    # Every base column's norm, when a query reads that many postings.
+    # Every base column's norm, computed on first use by either pass.
     _norms: np.ndarray | None = field(default=None, init=False, repr=False)
     # Base columns a pruned top may return (None: all).
     _ok: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -207,26 +198,26 @@ class LexicalScores:
     def _norm_of(self, cols: np.ndarray) -> np.ndarray:
         return _norm(self.base_len[cols], self.k1, self.b, self.avgdl)
 
-    def _postings(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Columns, term frequencies and weights of the live (and allowed) postings of query rows ``terms``.
+    def _all_norms(self) -> np.ndarray:
+        """Every base column's norm, computed once per query."""
+        if self._norms is None:
+            self._norms = _norm(self.base_len, self.k1, self.b, self.avgdl)
+        return self._norms
 
-        Rows are copied slice by slice (a memcpy each) rather than gathered element by element.
+    def _add_postings(self, terms: np.ndarray, partial: np.ndarray) -> None:
+        """Add the weights of the postings of query rows ``terms`` to ``partial`` (one float64 per base column).
+
+        Term by term: a row's columns are distinct, so a fancy-index add is exact and needs no copy of
+        the rows. Columns a pruned top may not return (removed, or outside the allowed set) stay 0.
         """
-        indices, data = self.matrix.indices, self.matrix.data
-        bounds = list(zip(self.starts[terms].tolist(), self.ends[terms].tolist()))
-        cols = np.concatenate([indices[a:e] for a, e in bounds])
-        tf = np.concatenate([data[a:e] for a, e in bounds])
-        idf = np.repeat(self.idf_rows[terms], [e - a for a, e in bounds])
+        indices, data, norm = self.matrix.indices, self.matrix.data, self._all_norms()
+        for j in terms.tolist():
+            start, end = int(self.starts[j]), int(self.ends[j])
+            if start < end:
+                cols, tf = indices[start:end], data[start:end]
+                partial[cols] += tf / (tf + norm[cols]) * self.idf_rows[j]
         if self._ok is not None:
-            keep = self._ok[cols]
-            cols, tf, idf = cols[keep], tf[keep], idf[keep]
-        if len(cols) > self.n_base // 2:  # one norm per column is cheaper than one per posting
-            if self._norms is None:
-                self._norms = _norm(self.base_len, self.k1, self.b, self.avgdl)
-            norm = self._norms[cols]
-        else:
-            norm = self._norm_of(cols)
-        return cols, tf / (tf + norm) * idf
+            partial *= self._ok
 
     def _exact_base(self, cols: np.ndarray) -> np.ndarray:
         """Exact scores of live base columns ``cols`` (sorted, unique, dtype of the matrix indices)."""
@@ -241,7 +232,7 @@ class LexicalScores:
                 tfs[j] = data[start:end].take(at, mode="clip")
                 tfs[j] *= row.take(at, mode="clip") == cols
         weights = tfs / (tfs + self._norm_of(cols)) * self.idf_rows[:, None]
-        # cumsum adds term after term, as bincount does in the full pass (a plain sum pairs them up).
+        # cumsum adds term after term, as the full pass does (a plain sum pairs them up).
         return np.cumsum(weights.astype(np.float64), axis=0)[-1].astype(np.float32)
 
     def _delta_scores(self) -> np.ndarray:
@@ -257,19 +248,25 @@ class LexicalScores:
         return self._delta
 
     def _full_scores(self) -> np.ndarray:
-        """Scores of every position from all postings of every query term (the reference pass)."""
+        """Scores of every position from all postings of every query term (the reference pass).
+
+        Term by term into a float64 accumulator: each row's columns are distinct, so a fancy-index add
+        is exact, and it sums a column's weights in the same order as one ``bincount`` over all postings,
+        without first copying the rows out and materialising per-posting term numbers (half the time).
+        """
         if self._full is None:
             scores = np.zeros(self.n_base + self.n_delta, np.float32)
             if len(self.rows):
-                picked = self.matrix[self.rows]
-                which = np.repeat(np.arange(len(self.rows)), np.diff(picked.indptr))
-                cols, tf = picked.indices, picked.data
+                acc = np.zeros(self.n_base, np.float64)
+                norm = self._all_norms()
+                indices, data = self.matrix.indices, self.matrix.data
+                for j, (start, end) in enumerate(zip(self.starts.tolist(), self.ends.tolist())):
+                    if start < end:
+                        cols, tf = indices[start:end], data[start:end]
+                        acc[cols] += tf / (tf + norm[cols]) * self.idf_rows[j]
+                scores[:self.n_base] = acc
                 if self.has_dead:
-                    live = self.alive[cols]
-                    which, cols, tf = which[live], cols[live], tf[live]
-                norm = _norm(self.base_len, self.k1, self.b, self.avgdl)
-                w = tf / (tf + norm[cols]) * self.idf_rows[which]
-                scores[:self.n_base] = np.bincount(cols, weights=w, minlength=self.n_base)
+                    scores[:self.n_base] *= self.alive  # removed columns score 0, as if their postings were gone
             scores[self.n_base:] = self._delta_scores()
             self._full = scores
         return self._full
@@ -354,8 +351,7 @@ class LexicalScores:
             if gathered >= essential:
                 break
             stop = gathered + max(1, int(np.searchsorted(np.cumsum(lengths[gathered:essential]), budget, "right")))
-            cols, weights = self._postings(desc[gathered:stop])
-            partial += np.bincount(cols, weights=weights, minlength=n_base)
+            self._add_postings(desc[gathered:stop], partial)
             theta = max(theta, _kth_largest(np.concatenate([partial[partial > 0], delta_best]), k))
             gathered, budget = stop, budget * 2
         unread = n_terms - gathered

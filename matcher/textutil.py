@@ -124,6 +124,11 @@ def _by_head(doc_terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return {head: tuple(ts) for head, ts in groups.items()}
 
 
+@lru_cache(maxsize=1024)  # a popular record's stored terms come back in many pages; ~300 terms each
+def _stored_terms_by_head(doc_terms: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    return _by_head(doc_terms)
+
+
 @lru_cache(maxsize=20000)
 def _document_terms_by_head(document: str) -> dict[str, tuple[str, ...]]:
     return _by_head(document_terms(document))
@@ -139,11 +144,12 @@ def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
     already shared are skipped; each document term is used once. ``doc_terms``:
     the document's stored :func:`document_terms`, if any.
     """
-    by_head = _document_terms_by_head(document or "") if doc_terms is None else _by_head(doc_terms)
+    by_head = _document_terms_by_head(document or "") if doc_terms is None else _stored_terms_by_head(tuple(doc_terms))
+    doc_text = (document or "").lower()
     out: list[str] = []
     used: set[str] = set()
     for q in terms(query):
-        if len(q) < 2 or any(q in s for s in shared) or q in (document or "").lower():
+        if len(q) < 2 or any(q in s for s in shared) or q in doc_text:
             continue
         # Only document terms with q's last character can match; each group keeps the shortest-first order.
         for d in by_head.get(q[-1], ()):
