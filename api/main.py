@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
         if getattr(app.state, "ctx", None) is None:
             process_memory.limit_malloc_arenas()
             app.state.ctx = build_context(settings or get_settings())
+            app.state.ctx.warm_up()
             owned = True
             # The model, the vocabularies and the indexes are millions of long-lived objects; a full collection
             # walking them stalled requests by hundreds of ms under load. Freezing moves them out of the GC's sight.

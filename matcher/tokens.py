@@ -47,6 +47,15 @@ class TermTokenizer:
         """What a saved token list depends on: a saved index made with another tokenizer is not reused."""
         return f"jieba-search{'+bigrams' if self.bigrams else ''}/v1"
 
+    def load(self) -> None:
+        """Load jieba's dictionary now (about 1.4 s) rather than on the first text tokenised."""
+        self._jieba.check_initialized()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether jieba's dictionary is in memory."""
+        return bool(self._jieba.initialized)
+
     @property
     def terms(self) -> list[str]:
         """The learned user-dictionary terms (saved with the lexical index)."""
