@@ -1,0 +1,109 @@
+"""A stored need's match page made from scratch, in process: what a first view costs without HTTP.
+
+    python bench/bench_cold_match.py                          # 100k outcomes, 150 needs, 2 rounds
+    python bench/bench_cold_match.py --code /tmp/base         # the same, alternating with another checkout
+    python bench/bench_cold_match.py --profile                # cProfile of the pages, by cumulative time
+
+Uses the synthetic service of bench/bench_serving.py (built once per size under data/bench). Each round
+runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pages to warm the process
+up, then times ``make_page`` for needs nobody asked before in that process: ranking, explanations and
+serialisation, exactly what the page warmer or a first view pays. Rounds alternate between the trees,
+so a busy neighbour slows both alike. Prints medians and percentiles per tree and their ratio; nothing
+here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import synthetic  # noqa: E402
+from bench.bench_serving import prepare_indexes  # noqa: E402
+
+_CHILD = r"""
+import cProfile, io, json, pstats, sys, time
+from sqlalchemy import select
+from matcher.context import build_context
+from matcher.matching import PageRecipe, make_page
+from matcher.models import Need
+from matcher.schemas import MatchFilters
+from matcher.settings import Settings
+
+args = json.loads(sys.argv[1])
+ctx = build_context(Settings())
+with ctx.sessions() as s:
+    ids = list(s.scalars(select(Need.id).order_by(Need.id).limit(20 + args["needs"])))
+
+def page(need_id):
+    with ctx.sessions() as s:
+        return make_page(ctx, s, PageRecipe("needs", need_id, 10, MatchFilters(), None))
+
+for i in ids[:20]:
+    page(i)
+profile = cProfile.Profile() if args["profile"] else None
+times = []
+for i in ids[20:]:
+    if profile:
+        profile.enable()
+    t = time.perf_counter()
+    page(i)
+    times.append((time.perf_counter() - t) * 1000)
+    if profile:
+        profile.disable()
+out = {"ms": times}
+if profile:
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
+    out["profile"] = text.getvalue()
+ctx.close()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_round(service: synthetic.BenchService, code: Path, needs: int, profile: bool) -> dict:
+    env = {**service.env(), "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({"needs": needs, "profile": profile})],
+                          env=env, cwd=code, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise SystemExit(f"子进程失败（{code}）：\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=100_000, help="成果条数")
+    parser.add_argument("--data-root", type=Path, default=synthetic.REPO / "data" / "bench")
+    parser.add_argument("--needs", type=int, default=150, help="每轮计时的需求数（各不相同，进程内首次）")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--code", type=Path, action="append", default=[],
+                        help="对比的另一份代码（可重复）；本仓库总在其中")
+    parser.add_argument("--profile", action="store_true", help="打印本仓库一轮的 cProfile（按累计时间）")
+    args = parser.parse_args()
+    service = synthetic.load_or_build(args.data_root / str(args.size), args.size, None)
+    prepare_indexes(service, synthetic.REPO, sync=False)
+    trees = [synthetic.REPO, *(c.resolve() for c in args.code)]
+    times: dict[Path, list[float]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for tree in trees:
+            got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO)
+            times[tree] += got["ms"]
+            if "profile" in got:
+                print(got["profile"])
+    print(f"首次生成匹配页（进程内，{args.size:,} 条成果，每轮 {args.needs} 个需求 × {args.rounds} 轮，轮间交替）：")
+    base = statistics.median(times[trees[0]])
+    for tree in trees:
+        ms = times[tree]
+        q = statistics.quantiles(ms, n=20)
+        print(f"  {tree}: p50 {statistics.median(ms):.1f} ms  p95 {q[18]:.1f} ms  均值 {statistics.mean(ms):.1f} ms"
+              + ("" if tree == trees[0] else f"  （本仓库 p50 为其 {base / statistics.median(ms):.2f} 倍）"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
