@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from matcher.errors import DomainError, EncoderUnavailable
+from matcher.errors import DomainError, EncoderUnavailable, EncodingFailed
 from matcher.validation import describe_errors
 
 from .schemas import ErrorOut
@@ -46,6 +46,13 @@ def install(app: FastAPI) -> None:
         # The shared encoder is restarting: nothing was written (encoding comes before every transaction).
         return JSONResponse(error_body("encoder_unavailable", "向量编码服务暂不可用，请稍后重试"), status_code=503,
                             headers={"Retry-After": "5"})
+
+    @app.exception_handler(EncodingFailed)
+    async def _encoding(_request: Request, exc: EncodingFailed):
+        # The model itself failed: a server fault, so 500, but with its own code. Nothing was written.
+        log.error("%s", exc)
+        return JSONResponse(error_body("encoding_failed", "向量编码失败，未写入任何内容；请联系管理员查看编码进程日志"),
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

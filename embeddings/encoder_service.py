@@ -35,6 +35,11 @@ class EncoderUnavailable(RuntimeError):
     """The shared encoder process cannot be reached (starting, restarting or gone)."""
 
 
+class EncodingFailed(RuntimeError):
+    """The shared encoder process was reached but failed on the texts: a server fault, and retrying the same
+    texts will not help. Its own log holds the traceback; the message carries the exception's text."""
+
+
 def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, ready=None) -> None:
     """Load the model, then answer ``("info",)`` and ``("encode", texts, kind)`` until killed.
 
@@ -126,7 +131,7 @@ class RemoteEncoder:
             conn.close()
             raise EncoderUnavailable(f"共享编码进程连接中断（{exc}）") from exc
         if status != "ok":
-            raise RuntimeError(f"共享编码进程编码失败：{payload}")
+            raise EncodingFailed(f"共享编码进程编码失败：{payload}")
         return payload
 
     def encode(self, texts: Sequence[str], kind: str, *, batch_size: int | None = None,

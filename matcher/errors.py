@@ -1,9 +1,9 @@
 """Errors a user can cause, each with a stable code and a Chinese message."""
 from __future__ import annotations
 
-from embeddings.encoder_service import EncoderUnavailable
+from embeddings.encoder_service import EncoderUnavailable, EncodingFailed
 
-__all__ = ["DomainError", "NotFound", "Conflict", "Invalid", "EncoderUnavailable"]
+__all__ = ["DomainError", "NotFound", "Conflict", "Invalid", "EncoderUnavailable", "EncodingFailed"]
 
 
 class DomainError(Exception):

@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from embeddings.encoder_service import EncoderUnavailable, RemoteEncoder, SharedEncoderProcess
+from embeddings.encoder_service import EncoderUnavailable, EncodingFailed, RemoteEncoder, SharedEncoderProcess
 from matcher.context import build_context
 
 from api.main import create_app
@@ -44,6 +44,24 @@ def test_remote_vectors_are_the_local_encoders(shared, encoder):
 def test_a_wrong_key_is_refused(shared):
     with pytest.raises(EncoderUnavailable):
         RemoteEncoder(shared.address, b"not the key", connect_timeout_s=0)
+
+
+def test_a_failure_inside_the_model_is_its_own_error_and_the_process_keeps_serving(shared, encoder):
+    remote = RemoteEncoder(shared.address, shared.authkey)
+    with pytest.raises(EncodingFailed, match="unknown text kind"):
+        remote.encode(TEXTS[:1], "not-a-kind")  # raised inside the shared process, by the model's text profile
+    assert np.allclose(remote.encode(TEXTS[:1], "query"), encoder.encode(TEXTS[:1], "query"), atol=1e-5)
+
+
+def test_the_api_answers_an_encoding_failure_with_its_code(ctx, password_hash):
+    app = create_app(ctx=ctx)
+
+    @app.get("/_encode_failure_probe")
+    def probe():
+        raise EncodingFailed("共享编码进程编码失败：ValueError: …")
+
+    r = Accounts(ctx, app, password_hash).client("admin").get("/_encode_failure_probe")
+    assert r.status_code == 500 and r.json()["code"] == "encoding_failed" and "未写入" in r.json()["message"]
 
 
 def test_workers_search_through_it_and_survive_its_restart(shared, tmp_path, vector_cache_url, password_hash):
