@@ -133,6 +133,26 @@ def index_rebuild():
     console.print(f"索引已重建：需求 {counts['needs']} 条，成果 {counts['outcomes']} 条")
 
 
+@index_app.command("prune-log")
+def index_prune_log(keep_days: int = typer.Option(30, min=1, help="保留最近多少天的变更记录")):
+    """删除早于保留期的索引变更记录（最新一条总保留）；索引文件比删除点更旧的工作进程启动时将从数据库重建。"""
+    from datetime import timedelta
+
+    from . import change_log
+    from .db import make_engine, make_sessionmaker, upgrade
+    from .models import utcnow
+
+    engine = make_engine(get_settings().resolved_database_url())
+    try:
+        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            deleted = change_log.prune(session, utcnow() - timedelta(days=keep_days))
+            mark = change_log.pruned_through(session)
+    finally:
+        engine.dispose()
+    console.print(f"已删除 {deleted} 条早于 {keep_days} 天的变更记录；已删除至第 {mark} 号")
+
+
 def _print_matches(results: list[dict], side: str, as_json: bool) -> None:
     if as_json:
         from .schemas import MatchOut

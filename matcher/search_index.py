@@ -23,6 +23,7 @@ from embeddings.cached_encoder import CachedEncoder
 from embeddings.index import IndexMeta, VectorIndex
 from embeddings.lexical import LexicalIndex
 
+from . import change_log
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import Enterprise, IndexChange, Institution, Need, Outcome, Pairing, Project, Region
 from .tokens import TermTokenizer
@@ -270,7 +271,11 @@ class SearchIndexes:
         return {side: len(ix) for side, ix in self.indexes.items()}
 
     def sync(self) -> int:
-        """Apply every logged change after this index's version; returns how many records changed."""
+        """Apply every logged change after this index's version; returns how many records changed.
+
+        If the log was pruned past this version (:mod:`matcher.change_log`), changes may be missing from it:
+        the indexes are then rebuilt from the database, and the count is of the records indexed.
+        """
         with self._lock:
             with self.sessions() as session:
                 changes = session.execute(
@@ -280,25 +285,34 @@ class SearchIndexes:
                 ).all()
                 if not changes:
                     return 0
-                touched = 0
-                for side in SIDES:
-                    ids = sorted({rid for _, s, rid in changes if s == side})
-                    if not ids:
-                        continue
-                    model = MODEL_OF[side]
-                    records = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids))).unique()}
-                    live = [records[i] for i in ids if i in records and is_indexed(records[i])]
-                    gone = [i for i in ids if i not in records or not is_indexed(records[i])]
-                    self.indexes[side].remove(gone)
-                    self.lexical[side].remove(gone)
-                    if live:
-                        self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
-                        self._index_lexical(side, live)
-                    touched += len(ids)
-                self.version = changes[-1][0]
-            if time.monotonic() - self._saved_at >= SAVE_INTERVAL_S:
-                self._save()
-            return touched
+                # A gap before the first change is normal (numbers of rolled-back writes); only a pruned one matters.
+                missed = changes[0][0] > self.version + 1 and self.version < change_log.pruned_through(session)
+                if not missed:
+                    return self._apply(session, changes)
+        log.warning("change log pruned past this index's version %d: rebuilding from the database", self.version)
+        return sum(self.rebuild().values())
+
+    def _apply(self, session: Session, changes) -> int:
+        """Apply ``changes`` (seq, side, record id) under the lock; returns how many records changed."""
+        touched = 0
+        for side in SIDES:
+            ids = sorted({rid for _, s, rid in changes if s == side})
+            if not ids:
+                continue
+            model = MODEL_OF[side]
+            records = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids))).unique()}
+            live = [records[i] for i in ids if i in records and is_indexed(records[i])]
+            gone = [i for i in ids if i not in records or not is_indexed(records[i])]
+            self.indexes[side].remove(gone)
+            self.lexical[side].remove(gone)
+            if live:
+                self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
+                self._index_lexical(side, live)
+            touched += len(ids)
+        self.version = changes[-1][0]
+        if time.monotonic() - self._saved_at >= SAVE_INTERVAL_S:
+            self._save()
+        return touched
 
     def _lexical_path(self, side: str) -> Path:
         return self.index_dir / f"{side}.lexical.npz"

@@ -44,6 +44,9 @@ def test_import_match_search_rebuild(env):
     assert r.exit_code == 0 and "锂离子动力电池液冷散热技术" in r.output, r.output
     r = runner.invoke(cli.app, ["index", "rebuild"])
     assert r.exit_code == 0 and "成果 3 条" in r.output, r.output
+    r = runner.invoke(cli.app, ["index", "prune-log", "--keep-days", "1"])
+    assert r.exit_code == 0 and "已删除 0 条" in r.output, r.output  # every change is minutes old
+    assert runner.invoke(cli.app, ["index", "prune-log", "--keep-days", "0"]).exit_code == 2
 
 
 def test_cli_errors_are_plain(env):

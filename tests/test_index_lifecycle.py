@@ -1,8 +1,13 @@
 """Index files are a cache of the database: missing, corrupt or stale files are rebuilt or caught up."""
 from __future__ import annotations
 
-from matcher import importer, matching
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from matcher import change_log, importer, matching, records
 from matcher.context import build_context
+from matcher.models import IndexChange, utcnow
 
 from .helpers import NEED_HEADER, NEEDS, OUTCOME_HEADER, OUTCOMES, xlsx
 
@@ -56,8 +61,6 @@ def test_stale_index_catches_up_with_other_writers(ctx, settings, encoder):
     hm = next(i for i in other.indexes.indexes["outcomes"].ids())
     saved = {f.name: f.read_bytes() for f in settings.index_dir.iterdir()}
     with ctx.sessions() as s:
-        from matcher import records
-
         records.delete_record(ctx, s, records.get_outcome(s, int(hm)))
     assert int(hm) in other.indexes.indexes["outcomes"].ids().tolist()
     assert other.indexes.sync() == 1
@@ -98,3 +101,37 @@ def test_lexical_index_is_saved_and_loaded_not_retokenised(ctx, settings, encode
     (settings.index_dir / "outcomes.lexical.npz").unlink()
     third = build_context(settings, encoder=encoder)
     assert len(third.indexes.lexical["outcomes"]) == 3
+
+
+def test_pruning_the_change_log_keeps_the_newest_change_and_records_how_far_it_went(ctx):
+    _load(ctx)
+    with ctx.sessions() as s:
+        logged = s.scalar(select(func.count()).select_from(IndexChange))
+        assert change_log.prune(s, utcnow() - timedelta(days=1)) == 0  # nothing is a day old
+        assert change_log.pruned_through(s) == 0
+        assert change_log.prune(s, utcnow() + timedelta(seconds=5)) == logged - 1
+        left = s.scalars(select(IndexChange.seq)).all()
+        assert left == [ctx.indexes.version]  # the newest stays: its number is the database's version
+        assert 0 < change_log.pruned_through(s) < ctx.indexes.version
+        assert change_log.prune(s, utcnow() + timedelta(seconds=5)) == 0
+
+
+def test_a_worker_behind_a_pruned_change_log_rebuilds_instead_of_missing_changes(ctx, settings, encoder):
+    _load(ctx)
+    other = build_context(settings, encoder=encoder)
+    saved = {f.name: f.read_bytes() for f in settings.index_dir.iterdir()}
+    gone = [int(i) for i in other.indexes.indexes["outcomes"].ids()][:2]
+    with ctx.sessions() as s:
+        for outcome_id in gone:  # two changes; pruning leaves only the second
+            records.delete_record(ctx, s, records.get_outcome(s, outcome_id))
+    with ctx.sessions() as s:
+        change_log.prune(s, utcnow() + timedelta(seconds=5))
+    other.indexes.sync()
+    assert not set(gone) & set(other.indexes.indexes["outcomes"].ids().tolist())
+    assert other.indexes.version == ctx.indexes.version
+    # A worker starting from files saved before the prune rebuilds too.
+    for name, raw in saved.items():
+        (settings.index_dir / name).write_bytes(raw)
+    third = build_context(settings, encoder=encoder)
+    assert not set(gone) & set(third.indexes.indexes["outcomes"].ids().tolist())
+    assert len(third.indexes.indexes["outcomes"]) == len(third.indexes.lexical["outcomes"]) == 1
