@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable
 from threading import Lock
 
@@ -25,6 +26,9 @@ _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
 _NUMBER = re.compile(r"[\d.]+")
 # User-dictionary frequency: high enough that jieba keeps the term whole.
 _TERM_FREQ = 50_000
+# Query texts whose tokens are remembered: a stored need's text is asked again each time its page is re-made
+# after a write (the page warmer keeps 200). A long need's tokens are ~20 KB, so 512 cost ~10 MB at most.
+QUERY_MEMORY = 512
 
 
 def normalize(text: str) -> str:
@@ -40,6 +44,7 @@ class TermTokenizer:
         self._jieba = jieba.Tokenizer()
         self._terms: set[str] = set()
         self._lock = Lock()
+        self._queries: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self.add_terms(user_terms)
 
     @property
@@ -72,7 +77,23 @@ class TermTokenizer:
                     self._jieba.add_word(term, freq=_TERM_FREQ)
                     self._terms.add(term)
                     new += 1
+            if new:
+                self._queries.clear()  # a new term may cut a remembered query differently
         return new
+
+    def query_tokens(self, text: str) -> tuple[str, ...]:
+        """:meth:`tokens` of a query text, remembered for the last :data:`QUERY_MEMORY` texts until a new term is learned."""
+        with self._lock:
+            got = self._queries.get(text)
+            if got is not None:
+                self._queries.move_to_end(text)
+                return got
+        got = tuple(self.tokens(text))
+        with self._lock:
+            self._queries[text] = got
+            while len(self._queries) > QUERY_MEMORY:
+                self._queries.popitem(last=False)
+        return got
 
     def tokens(self, text: str) -> list[str]:
         """The tokens of ``text`` (with repeats: BM25 counts term frequency)."""

@@ -70,3 +70,19 @@ def test_tokens_are_normalised_and_bigrams_optional(bigrams):
     out = tok.tokens("蓬莱９－１油田ＬＩＤＡＲ")
     assert "蓬莱" in out and "lidar" in out and "油田" in out
     assert any(t.startswith("#") for t in out) is bigrams
+
+
+def test_query_tokens_are_remembered_until_a_new_term_changes_the_cut():
+    from matcher import tokens as tokens_module
+
+    tokenizer = TermTokenizer()
+    text = "锂离子电池极片涂布均匀性控制"
+    first = tokenizer.query_tokens(text)
+    assert list(first) == tokenizer.tokens(text) and "锂离子电池" not in first
+    assert tokenizer.query_tokens(text) is first  # remembered, not cut again
+    tokenizer.add_terms(["锂离子电池"])
+    again = tokenizer.query_tokens(text)
+    assert again is not first and "锂离子电池" in again and list(again) == tokenizer.tokens(text)
+    for n in range(tokens_module.QUERY_MEMORY + 1):
+        tokenizer.query_tokens(f"第{n}号需求：轴承噪声在线诊断")
+    assert tokenizer.query_tokens(text) is not again  # the oldest texts are forgotten past QUERY_MEMORY
