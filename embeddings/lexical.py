@@ -251,8 +251,8 @@ class LexicalScores:
         """Scores of every position from all postings of every query term (the reference pass).
 
         Term by term into a float64 accumulator: each row's columns are distinct, so a fancy-index add
-        is exact, and it sums a column's weights in the same order as one ``bincount`` over all postings,
-        without first copying the rows out and materialising per-posting term numbers (half the time).
+        is exact and sums a column's weights in ascending term order, as every other path does. No row is
+        copied out and no per-posting term number is made (one ``bincount`` over them took twice as long).
         """
         if self._full is None:
             scores = np.zeros(self.n_base + self.n_delta, np.float32)
