@@ -44,6 +44,15 @@ def _context(open_indexes: bool = True):
         return build_context(settings, open_indexes=open_indexes, on_progress=update)
 
 
+def database_sessions():
+    """A session factory on the configured database, migrated: for commands that need neither model nor indexes."""
+    from .db import make_engine, make_sessionmaker, upgrade
+
+    engine = make_engine(get_settings().resolved_database_url())
+    upgrade(engine)
+    return make_sessionmaker(engine)
+
+
 def _fail(exc: DomainError) -> None:
     console.print(f"[red]错误（{exc.code}）：{exc.message}[/red]")
     raise typer.Exit(code=2)
@@ -139,17 +148,11 @@ def index_prune_log(keep_days: int = typer.Option(30, min=1, help="保留最近�
     from datetime import timedelta
 
     from . import change_log
-    from .db import make_engine, make_sessionmaker, upgrade
     from .models import utcnow
 
-    engine = make_engine(get_settings().resolved_database_url())
-    try:
-        upgrade(engine)
-        with make_sessionmaker(engine)() as session:
-            deleted = change_log.prune(session, utcnow() - timedelta(days=keep_days))
-            mark = change_log.pruned_through(session)
-    finally:
-        engine.dispose()
+    with database_sessions()() as session:
+        deleted = change_log.prune(session, utcnow() - timedelta(days=keep_days))
+        mark = change_log.pruned_through(session)
     console.print(f"已删除 {deleted} 条早于 {keep_days} 天的变更记录；已删除至第 {mark} 号")
 
 

@@ -6,9 +6,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from .access import ROLE_LABELS, ROLES, Viewer
-from .cli import _fail, app, console
+from .cli import _fail, app, console, database_sessions
 from .errors import DomainError
-from .settings import get_settings
 from .validation import describe_errors
 
 user_app = typer.Typer(help="账号管理：新建用户、重置密码、签发 API 密钥。", no_args_is_help=True)
@@ -20,11 +19,8 @@ _CLI = Viewer(None, "cli", "admin", "命令行")
 def _sessions():
     """Database sessions only: account commands need neither the model nor the indexes."""
     from .audit import set_actor
-    from .db import make_engine, make_sessionmaker, upgrade
 
-    engine = make_engine(get_settings().resolved_database_url())
-    upgrade(engine)
-    maker = make_sessionmaker(engine)
+    maker = database_sessions()
 
     def session():
         s = maker()
