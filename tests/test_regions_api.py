@@ -139,11 +139,17 @@ def test_deleting_refuses_parents_and_regions_in_use(client):
 
 
 def test_region_changes_are_audited(client):
-    client.post("/regions", json={"name": "威海南海新区", "parent": "威海市"})
-    client.patch("/regions/威海南海新区", json={"aliases": ["南海"]})
-    client.delete("/regions/威海南海新区")
-    entries = client.get("/audit", params={"entity": "region"}).json()["items"]
-    assert [e["action"] for e in entries] == ["delete", "update", "create"]
+    # Each step is checked: a failed write leaves no entry, and the answer says why (a PostgreSQL run once
+    # saw no entries at all and could not tell which step had failed).
+    r = client.post("/regions", json={"name": "威海南海新区", "parent": "威海市"})
+    assert r.status_code == 201, r.text
+    r = client.patch("/regions/威海南海新区", json={"aliases": ["南海"]})
+    assert r.status_code == 200, r.text
+    r = client.delete("/regions/威海南海新区")
+    assert r.status_code == 204, r.text
+    page = client.get("/audit", params={"entity": "region"}).json()
+    entries = page["items"]
+    assert [e["action"] for e in entries] == ["delete", "update", "create"], page
     assert entries[2]["changes"]["name"] == {"before": None, "after": "威海南海新区"}
     assert entries[1]["changes"]["aliases"] == {"before": [], "after": ["南海"]}
     assert entries[1]["via"] == "PATCH /regions/威海南海新区" and entries[1]["actor_role"] == "admin"
