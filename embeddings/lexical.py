@@ -566,24 +566,38 @@ class LexicalIndex:
             self._all_ids = np.concatenate([self._base_ids, self._delta_ids]) if parts else self._base_ids
         return self._delta_mat
 
-    def query(self, query_tokens: Sequence[str] | None) -> LexicalScores:
+    def _live_df_of(self, t: np.ndarray, delta: sparse.csr_matrix) -> np.ndarray:
+        """Live document frequency of each term id in ``t`` (ascending): base postings alive plus delta rows."""
+        rows = t[t < self._base.shape[0]]
+        df = np.diff(delta[t].indptr).astype(np.int64)
+        df[np.searchsorted(t, rows)] += self._live_df(rows)
+        return df
+
+    def query(self, query_tokens: Sequence[str] | None, max_terms: int | None = None) -> LexicalScores:
         """BM25 of one query over the live documents; each distinct query term counts once (as bm25s).
 
-        Costs O(query terms + the delta's postings of them) here; the scoring happens in
-        :meth:`LexicalScores.top` and :meth:`LexicalScores.of`, on a snapshot taken now.
+        With ``max_terms``, a query of more distinct terms keeps only its ``max_terms`` most selective
+        ones (fewest live documents, ties by the term itself, so every worker keeps the same ones);
+        their idf is unchanged, so the scores are BM25 of that shorter query, exactly. Costs O(query
+        terms + the delta's postings of them) here; the scoring happens in :meth:`LexicalScores.top`
+        and :meth:`LexicalScores.of`, on a snapshot taken now.
         """
         with self._lock:
             delta = self._delta_segment()
             n_base, n_delta = len(self._base_ids), len(self._delta_ids)
-            term_ids = sorted({self._vocab[t] for t in (query_tokens or ()) if t in self._vocab})
+            terms = {self._vocab[t]: t for t in (query_tokens or ()) if t in self._vocab}
             n_live = len(self)
-            t = np.asarray(term_ids if n_live else [], dtype=np.int64)
+            t = np.asarray(sorted(terms) if n_live else [], dtype=np.int64)
+            df = self._live_df_of(t, delta)
+            if max_terms is not None and len(t) > max_terms:
+                # Dropping the commonest terms drops the smallest idfs: the least any document can lose.
+                ranked = sorted((int(d), terms[int(i)], n) for n, (i, d) in enumerate(zip(t, df)) if d > 0)
+                keep = np.sort(np.asarray([n for _, _, n in ranked[:max_terms]], dtype=np.int64))
+                t, df = t[keep], df[keep]
             rows = t[t < self._base.shape[0]]
             avgdl = (self._base_len_sum + self._delta_len_sum) / n_live if n_live else 1.0
             picked_delta = delta[t]
             delta_row_of = np.repeat(np.arange(len(t)), np.diff(picked_delta.indptr))
-            df = np.bincount(delta_row_of, minlength=len(t))
-            df[np.searchsorted(t, rows)] += self._live_df(rows)
             idf = np.log(1 + (n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
             snapshot = LexicalScores(
                 k1=self.k1, b=self.b, avgdl=avgdl or 1.0, ids=self._all_ids, n_base=n_base, n_delta=n_delta,

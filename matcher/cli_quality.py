@@ -23,9 +23,13 @@ def parse_overrides(pairs: list[str], base: Weights = DEFAULT_WEIGHTS) -> Weight
         name = name.strip()
         if not sep or name not in known:
             raise typer.BadParameter(f"未知的权重「{pair}」；可用：{'、'.join(known)}")
-        current = getattr(base, name)
+        declared = str(known[name])  # e.g. "float", "str", "int | None" (annotations are strings here)
+        if value.strip().lower() == "none" and "None" in declared:
+            changes[name] = None  # an optional limit switched off, e.g. lexical_terms=none
+            continue
+        kind = {"int": int, "float": float}.get(declared.split("|")[0].strip(), str)
         try:
-            changes[name] = type(current)(value) if not isinstance(current, str) else value
+            changes[name] = kind(value)
         except ValueError as exc:
             raise typer.BadParameter(f"权重 {name} 的值「{value}」无法解析") from exc
     return replace(base, **changes)

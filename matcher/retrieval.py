@@ -78,7 +78,8 @@ class Retriever:
         lexical = None
         if self.method != "dense":
             # One BM25 pass serves both the channel's top and the other candidates' scores.
-            lexical = self.indexes.lexical[side].query(self.indexes.tokenizer.query_tokens(query_text))
+            lexical = self.indexes.lexical[side].query(self.indexes.tokenizer.query_tokens(query_text),
+                                                       max_terms=self.weights.lexical_terms)
             for i, _ in lexical.top(pool, allowed_ids):
                 ids.setdefault(i, None)
         if self.method != "bm25":

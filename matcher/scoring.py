@@ -25,6 +25,10 @@ class Weights:
     sentence: float = 0.5          # share of the best sentence for long texts
     long_text_chars: int = 400     # a body this long is also scored sentence by sentence
     fusion: str = "zscore"         # or "rrf" (kept for comparison in the harness)
+    # Kept for comparison in the harness, off in the service: BM25 of a long query's N most selective terms
+    # only (as Lucene's MoreLikeThis). It would bound a first view's cost at 10^6 outcomes, but at 64 terms
+    # it moved 29 % of long needs' top 10 (bench/quality_lexical_cap.py, docs/quality.md).
+    lexical_terms: int | None = None
     # Cosine relevance of e5 spreads over a few hundredths between close
     # candidates; factors must tip near-ties, not overrule the text.
     industry_chain: float = 0.01

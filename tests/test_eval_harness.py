@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from matcher import cli
@@ -99,3 +100,15 @@ def test_bad_dataset_and_options_are_explained(env):
     assert r.exit_code != 0 and "method" in r.output
     r = runner.invoke(cli.app, ["eval", "--dataset", str(env / "empty"), "--set", "nonsense=1"])
     assert r.exit_code != 0 and "未知的权重" in r.output
+
+
+def test_weight_overrides_are_typed_as_declared():
+    from matcher.cli_quality import parse_overrides
+    from matcher.scoring import DEFAULT_WEIGHTS
+
+    got = parse_overrides(["lexical=0.3", "fusion=rrf", "long_text_chars=300", "lexical_terms=64"])
+    assert (got.lexical, got.fusion, got.long_text_chars, got.lexical_terms) == (0.3, "rrf", 300, 64)
+    assert parse_overrides(["lexical_terms=none"], got).lexical_terms is None
+    assert DEFAULT_WEIGHTS.lexical_terms is None
+    with pytest.raises(typer.BadParameter, match="无法解析"):
+        parse_overrides(["long_text_chars=many"])
