@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Invalid
@@ -95,11 +97,24 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def shared_value(session: Session, key: str, mint: Callable[[], str]) -> str:
+    """The ``service_meta`` value under ``key``, minted with ``mint()`` and committed if there is none.
+
+    Workers starting together on a new database may all mint one: the primary
+    key lets the first commit win and the others read its value back (never a
+    crash at start-up).
+    """
+    row = session.scalar(select(ServiceMeta).where(ServiceMeta.key == key))
+    if row is not None:
+        return row.value
+    try:
+        session.add(ServiceMeta(key=key, value=mint()))
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+    return session.scalar(select(ServiceMeta.value).where(ServiceMeta.key == key))
+
+
 def instance_id(session: Session) -> str:
     """A random id minted once per database; index files remember it."""
-    row = session.scalar(select(ServiceMeta).where(ServiceMeta.key == "instance_id"))
-    if row is None:
-        row = ServiceMeta(key="instance_id", value=uuid.uuid4().hex)
-        session.add(row)
-        session.commit()
-    return row.value
+    return shared_value(session, "instance_id", lambda: uuid.uuid4().hex)

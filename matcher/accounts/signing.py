@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import ServiceMeta
+from ..db import shared_value
 from ..settings import Settings
 
 _META_KEY = "token_signing_key"
@@ -23,12 +21,4 @@ def signing_key(settings: Settings, session: Session) -> str:
     """
     if settings.secret_key is not None and settings.secret_key.get_secret_value():
         return settings.secret_key.get_secret_value()
-    row = session.scalar(select(ServiceMeta).where(ServiceMeta.key == _META_KEY))
-    if row is not None:
-        return row.value
-    session.add(ServiceMeta(key=_META_KEY, value=secrets.token_hex(32)))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-    return session.scalar(select(ServiceMeta.value).where(ServiceMeta.key == _META_KEY))
+    return shared_value(session, _META_KEY, lambda: secrets.token_hex(32))
