@@ -142,9 +142,12 @@ def _after_flush(session: Session, _flush_context) -> None:
 
 
 def install(sessions: sessionmaker) -> None:
-    """Audit every session ``sessions`` makes."""
-    if not event.contains(sessions, "after_flush", _after_flush):
+    """Audit every session ``sessions`` makes (once, however often it is called)."""
+    # Marked on the maker itself: event.contains() answers by id(), and a new maker that reuses a collected
+    # one's id "contains" a listener it never got, so its sessions went unaudited (seen in CI, both backends).
+    if not getattr(sessions, "_audited", False):
         event.listen(sessions, "after_flush", _after_flush)
+        sessions._audited = True
 
 
 def list_entries(session: Session, *, entity: str | None = None, entity_id: int | None = None,

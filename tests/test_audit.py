@@ -122,3 +122,20 @@ def test_writes_outside_requests_are_the_system(ctx):
         records.create_enterprise(s, EnterpriseIn(name="系统写入企业"))
         entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "enterprise")).one()
     assert (entry.actor_id, entry.actor_name, entry.via) == (None, "系统", None)
+
+
+def test_every_new_sessionmaker_is_audited_even_where_an_old_ones_id_is_reused(db_url):
+    import gc
+
+    from matcher.db import make_engine, make_sessionmaker, upgrade
+    from matcher.models import Region
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    for n in range(30):  # makers come and go as contexts do in a long-running test session
+        with make_sessionmaker(engine)() as s:
+            s.add(Region(name=f"审计测试区{n}"))
+            s.commit()
+            assert s.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.entity == "region")) == n + 1
+        gc.collect()
+    engine.dispose()
