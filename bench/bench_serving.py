@@ -259,16 +259,19 @@ def warm_up(base: str, token: str, paths: list[str], bodies: list[str]) -> None:
 
 
 def measure_after_write(run, server, token: str, paths: list[str], other_need: int, concurrency: list[int],
-                        seconds: int, target: dict) -> None:
-    """Edit a need outside ``paths``, wait for the workers' page warmers, then load ``paths`` again.
+                        seconds: int, target: dict, write: str) -> None:
+    """Write, wait for the workers' page warmers to re-make what went stale, then load ``paths`` again.
 
-    The server must remember at least ``len(paths)`` recipes per worker (``MATCHER_MATCH_PAGE_WARM``).
+    ``write``: "need" edits a need outside ``paths`` (it makes no page of ``paths`` stale), "outcome"
+    edits an outcome (it makes every need's page stale). The server must remember at least
+    ``len(paths)`` recipes per worker (``MATCHER_MATCH_PAGE_WARM``).
     """
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
-        title = client.get(f"/needs/{other_need}").json()["title"]
+        path = f"/needs/{other_need}" if write == "need" else f"/outcomes/{client.get('/outcomes', params={'limit': 1}).json()['items'][0]['id']}"
+        title = client.get(path).json()["title"]
         started = time.perf_counter()
-        client.patch(f"/needs/{other_need}", json={"title": title + "（修订）"}).raise_for_status()
+        client.patch(path, json={"title": title + "（修订）"}).raise_for_status()
         version = client.get("/health").json()["index_version"]
         # /health lands on either worker: eight answers in a row with nothing left to re-make covers both.
         in_a_row = 0
@@ -279,8 +282,9 @@ def measure_after_write(run, server, token: str, paths: list[str], other_need: i
             in_a_row = in_a_row + 1 if done else 0
             time.sleep(0.1)
         warmed_s = time.perf_counter() - started
-    print(f"\n写入后的查看（改一条需求，等每个进程在后台重建它给出过的 {len(paths)} 个页面：{warmed_s:.1f} s 后完成，"
-          f"含 1 s 静默期；MATCHER_MATCH_PAGE_WARM={len(paths)}）")
+    what = "改一条不在轮询中的需求（只有它自己的页面过期）" if write == "need" else "改一条成果（所有需求的页面过期）"
+    print(f"\n写入后的查看（{what}；{warmed_s:.1f} s 后两个进程都持有这 {len(paths)} 个页面，"
+          f"含轮询 /health 的时间与 1 s 静默期；MATCHER_MATCH_PAGE_WARM={len(paths)}）")
     for c in concurrency:
         got = run(server.base, token, paths, [], c, seconds)
         _print_row(c, got, target)
@@ -360,7 +364,8 @@ def main() -> int:
                     _print_row(c, got, t)
                 if mode == "on" and name == "matches":
                     others = [i for i in service.need_ids if i not in set(needs)]
-                    measure_after_write(run, server, token, p, others[0], concurrency, args.seconds, t)
+                    for write in ("need", "outcome"):
+                        measure_after_write(run, server, token, p, others[0], concurrency, args.seconds, t, write)
             rss, encoder_rss = server.worker_rss_mb()
             print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB' for r in rss) or '未取得'}"
                   f"（目标 ≤ 1536 MB）" + (f"；共享编码进程 {encoder_rss:.0f} MB（每台机器一个）" if encoder_rss else ""))

@@ -70,6 +70,15 @@ def need_filters(viewer: Viewer | None) -> list:
     return [Need.visibility != "brokers"]
 
 
+def need_scope(viewer: Viewer | None) -> tuple:
+    """What the needs ``viewer`` may see depend on: viewers of equal scope see the same needs."""
+    if sees_everything(viewer):
+        return ("all",)
+    if viewer.role == ENTERPRISE and viewer.enterprise_id is not None:
+        return (ENTERPRISE, viewer.enterprise_id)
+    return ("public",)
+
+
 def may_see_need(viewer: Viewer | None, need: Need) -> bool:
     """Whether ``viewer`` may see ``need`` (see the module docstring)."""
     if sees_everything(viewer) or need.visibility != "brokers":

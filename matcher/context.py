@@ -72,5 +72,6 @@ def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = 
     if open_indexes:
         how = indexes.open(on_progress=on_progress)
         log.info("indexes %s (needs=%d, outcomes=%d)", how, len(indexes.indexes["needs"]), len(indexes.indexes["outcomes"]))
-    pages = MatchPages(settings.match_page_cache_mb * 1024 * 1024, recipes=settings.match_page_warm)
+    pages = MatchPages(settings.match_page_cache_mb * 1024 * 1024, recipes=settings.match_page_warm,
+                       changed_at=lambda ref: indexes.marks.changed_at(*ref))
     return MatcherContext(settings, engine, sessions, cached, indexes, pages)

@@ -8,7 +8,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from .access import Viewer, may_see, need_filters, readable_need
+from .access import Viewer, may_see, need_filters, need_scope, readable_need
 from .context import MatcherContext
 from .documents import TEXT_KIND, document_text
 from .explain import explain
@@ -270,10 +270,18 @@ class PageRecipe:
                 **self.filters.model_dump(exclude_none=True)}
 
     def key(self) -> tuple:
-        """The page's key in the worker's page memory: what was asked, and the asker's visibility scope."""
-        v = self.viewer
-        scope = (v.role, v.enterprise_id, v.institution_id) if v is not None else None
+        """The page's key in the worker's page memory: what was asked, and what the asker may see of it.
+
+        Every live outcome is public, so a need's page (of outcomes) is the same for everyone who may
+        open it; an outcome's page (of needs) differs by :func:`~matcher.access.need_scope`.
+        """
+        scope = None if self.side == "needs" else need_scope(self.viewer)
         return (self.side, tuple(sorted(self.echo().items())), scope)
+
+    @property
+    def ref(self) -> tuple[str, int]:
+        """The record the page is of, as :class:`~matcher.page_marks.PageMarks` names it."""
+        return (self.side, self.record_id)
 
 
 def make_page(ctx: MatcherContext, session: Session, recipe: PageRecipe) -> bytes:
@@ -290,10 +298,11 @@ def match_page(ctx: MatcherContext, session: Session, side: str, record_id: int,
 
     Equal to validating ``{"query", "results", "note"}`` against :class:`MatchList`.
     The page is taken from the worker's :class:`~matcher.match_pages.MatchPages`
-    when it was made at the version the worker has synced to, so a repeated view
-    between writes costs no ranking; its recipe is kept so that the page warmer
+    when nothing it shows changed between its making and the version the worker has
+    synced to, so a repeated view costs no ranking; its recipe is kept so that the page warmer
     can re-make it after the next write. Access checks stay with the caller and
     run on every request.
     """
     recipe = PageRecipe(side, record_id, k, filters or MatchFilters(), viewer)
-    return ctx.pages.get_or_make(ctx.indexes.version, recipe.key(), lambda: make_page(ctx, session, recipe), recipe)
+    return ctx.pages.get_or_make(ctx.indexes.version, recipe.key(), lambda: make_page(ctx, session, recipe), recipe,
+                                 recipe.ref)

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from threading import Lock
 
 import numpy as np
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from embeddings.cached_encoder import CachedEncoder
@@ -26,6 +26,7 @@ from embeddings.lexical import LexicalIndex
 from . import change_log
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import Enterprise, IndexChange, Institution, Need, Outcome, Pairing, Project, Region
+from .page_marks import NEED_FACTS, OUTCOME_FACTS, PageMarks
 from .tokens import TermTokenizer
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,36 @@ def _serialise_change_log_writers(session: Session, _context, _instances) -> Non
     deadlock. SQLite already lets one writer at a time.
     """
     touched = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(obj, MATCH_FACTS) for obj in touched) and not any(
-            isinstance(obj, IndexChange) and obj.side == FACTS for obj in session.new):
-        # Pairings, projects, parties and regions are part of every match page (declined pairs, track
-        # record, locality, names): a write to them moves the version too, so pages cached by it expire.
-        session.add(IndexChange(side=FACTS, record_id=0))
+    facts = [obj for obj in touched if isinstance(obj, MATCH_FACTS)]
+    if facts:
+        # Pairings, projects, parties and regions are part of match pages (declined pairs, track record,
+        # locality, names): a write to them moves the version too, so the pages showing them expire.
+        logged = {(obj.side, obj.record_id) for obj in session.new if isinstance(obj, IndexChange)}
+        for side, record_id in _facts_rows(facts) - logged:
+            session.add(IndexChange(side=side, record_id=record_id))
     elif not any(isinstance(obj, (Need, Outcome, IndexChange)) for obj in touched):
         return
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK})
+
+
+def _facts_rows(facts) -> set[tuple[str, int]]:
+    """Change-log rows for written match facts: a pairing's need and outcome pages, anything else every page."""
+    rows: set[tuple[str, int]] = set()
+    for obj in facts:
+        if not isinstance(obj, Pairing) or obj.need_id is None or _pair_moved(obj):
+            return {(FACTS, 0)}
+        rows.add((NEED_FACTS, obj.need_id))
+        if obj.outcome_id is not None:
+            rows.add((OUTCOME_FACTS, obj.outcome_id))
+    return rows
+
+
+def _pair_moved(pairing: Pairing) -> bool:
+    """Whether a stored pairing is being pointed at another need or outcome (both old and new pages change)."""
+    state = inspect(pairing)
+    return state.persistent and any(state.attrs[key].history.deleted for key in ("need_id", "outcome_id"))
 
 
 # Sentence vectors of recently ranked or explained records, kept per worker so a
@@ -132,6 +153,8 @@ class SearchIndexes:
         self.lexical = {side: LexicalIndex() for side in SIDES}
         self.sentences = SentenceVectors(encoder)
         self.version = 0
+        # When each record's match page last went out of date (pages are checked against it, not the version).
+        self.marks = PageMarks()
         self._lock = Lock()
         self._saved_at = 0.0
         self._saved_version = -1
@@ -165,11 +188,11 @@ class SearchIndexes:
             )
             done += len(texts)
 
-    def _index_lexical(self, side: str, records) -> None:
-        """Learn the records' keywords as terms, then (re)index their tokens."""
-        for r in records:
-            self.tokenizer.add_terms(r.keywords or [])
+    def _index_lexical(self, side: str, records) -> int:
+        """Learn the records' keywords as terms, then (re)index their tokens; returns how many terms were new."""
+        learned = sum(self.tokenizer.add_terms(r.keywords or []) for r in records)
         self.lexical[side].upsert([r.id for r in records], [self.tokenizer.tokens(document_text(r)) for r in records])
+        return learned
 
     def _live_batches(self, session: Session, side: str):
         """The side's indexable records in batches, streamed (never all in memory at once)."""
@@ -241,6 +264,7 @@ class SearchIndexes:
             if len(versions) == 1 and versions.pop() <= db_version:
                 with self._lock:
                     for side, (index, meta) in loaded.items():
+                        self.marks.reset(meta.version)
                         self.indexes[side] = index
                         self.version = meta.version
                     self._open_lexical()
@@ -262,6 +286,7 @@ class SearchIndexes:
             version = self._db_version(session)
             built = {side: self._build_side(session, side, on_progress) for side in SIDES}
         with self._lock:
+            self.marks.reset(version)
             self.indexes = {side: index for side, (index, _) in built.items()}
             self.lexical = {side: lexical for side, (_, lexical) in built.items()}
             self.version = version
@@ -294,7 +319,7 @@ class SearchIndexes:
 
     def _apply(self, session: Session, changes) -> int:
         """Apply ``changes`` (seq, side, record id) under the lock; returns how many records changed."""
-        touched = 0
+        touched = learned = 0
         for side in SIDES:
             ids = sorted({rid for _, s, rid in changes if s == side})
             if not ids:
@@ -307,8 +332,11 @@ class SearchIndexes:
             self.lexical[side].remove(gone)
             if live:
                 self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
-                self._index_lexical(side, live)
+                learned += self._index_lexical(side, live)
             touched += len(ids)
+        # Marks before the version: a request between the two sees a page as stale, never a stale page as current.
+        # A new term cuts every query text again, so every page may rank differently.
+        self.marks.note(changes, everything=learned > 0)
         self.version = changes[-1][0]
         if time.monotonic() - self._saved_at >= SAVE_INTERVAL_S:
             self._save()

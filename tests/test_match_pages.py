@@ -102,9 +102,9 @@ def test_page_memory_is_bounded_and_versioned():
     pages.get_or_make(1, "b", make(b"bbbb"))
     pages.get_or_make(1, "c", make(b"cccc"))  # 12 bytes > 10: the least recently used ("a") goes
     assert len(pages) == 2 and pages.get_or_make(1, "a", make(b"AAAA")) == b"AAAA"
-    # A newer version drops every older page; an older version is served fresh and not kept.
+    # Without marks a newer version makes every older page stale; an older version is served fresh and not kept.
     assert pages.get_or_make(2, "b", make(b"B2")) == b"B2"
-    assert len(pages) == 1
+    assert pages.held(2) == 1
     assert pages.get_or_make(1, "b", make(b"B1")) == b"B1" and pages.get_or_make(2, "b", make(b"x")) == b"B2"
     off = MatchPages(max_bytes=0)
     assert off.get_or_make(1, "a", make(b"1")) == b"1" and off.get_or_make(1, "a", make(b"2")) == b"2"
@@ -171,11 +171,11 @@ def test_the_warmer_forgets_a_deleted_record_and_never_serves_it(client, ctx):
 
 
 def test_warmed_pages_keep_the_askers_scope(client, ctx):
-    """A page asked with k=3 by this user is re-made with k=3 for this user's scope, not for anyone else."""
+    """A page asked with k=3 is re-made with k=3 for the asker's scope, beside the k=10 one."""
     path, warmer, _ = _warm_after_patch(client, ctx)
     _page(client, path, k=3)
     (key3, recipe3), (key10, _) = ctx.pages.to_remake(-2)  # most recently asked first
-    assert recipe3.k == 3 and key3[2] == (recipe3.viewer.role, None, None)
+    assert recipe3.k == 3 and key3[2] is None  # every live outcome is public: one page for all who may open it
     assert key10[1] != key3[1] and key10[2] == key3[2]
     assert warmer.warm_once() == 1  # the k=3 view was made at the current version: only k=10 was missing
     assert ctx.pages.to_remake(ctx.indexes.version) == []
