@@ -268,7 +268,10 @@ def measure_after_write(run, server, token: str, paths: list[str], other_need: i
     """
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
-        path = f"/needs/{other_need}" if write == "need" else f"/outcomes/{client.get('/outcomes', params={'limit': 1}).json()['items'][0]['id']}"
+        if write == "need":
+            path = f"/needs/{other_need}"
+        else:
+            path = f"/outcomes/{client.get('/outcomes', params={'limit': 1}).json()['items'][0]['id']}"
         title = client.get(path).json()["title"]
         started = time.perf_counter()
         client.patch(path, json={"title": title + "（修订）"}).raise_for_status()

@@ -92,6 +92,22 @@ class MatchPages:
         self._keep(version, key, ref, page)
         return page
 
+    def remember(self, key: Hashable, recipe: Any, ref: Hashable = None, recent: bool = True) -> None:
+        """Remember ``recipe`` for :meth:`to_remake` as if asked: most recently (``recent``), or after every
+        recipe remembered already and only while there is room (pages nobody asked yet)."""
+        if not self.max_recipes:
+            return
+        with self._lock:
+            if key in self._recipes:
+                return
+            if not recent and len(self._recipes) >= self.max_recipes:
+                return
+            self._recipes[key] = (recipe, ref)
+            if not recent:
+                self._recipes.move_to_end(key, last=False)
+            while len(self._recipes) > self.max_recipes:
+                self._recipes.popitem(last=False)
+
     def held(self, version: int) -> int:
         """How many pages are current at data ``version`` (stale ones are as good as gone)."""
         with self._lock:

@@ -23,6 +23,8 @@ from .vocab import PAIRING_STAGES
 # factors and exclusions can reorder them without running short.
 POOL_FACTOR = 5
 MIN_POOL = 50
+# Results on a match page unless the asker says otherwise (the page a broker sees first).
+DEFAULT_K = 10
 
 
 @dataclass

@@ -1,13 +1,18 @@
 """Re-make recently viewed match pages in the background after a write, so the next view is a repeat view.
 
-A write moves the change-log version and expires every page of a worker (see
-:mod:`matcher.match_pages`); ranking and explaining a page again costs tens of
-milliseconds at 10^5 outcomes, paid by the first broker who opens it. The
-warmer pays it instead: each serving worker polls the change log, and once no
-newer write has come for a quiet interval (an import is thousands of writes:
-warming between them would be wasted) it re-makes the most recently asked
-pages at the new version, most recent first, stopping as soon as the data moves
-on again. Pages never asked for are not made.
+A write makes the pages that show it stale (see :mod:`matcher.page_marks`);
+ranking and explaining a page again costs tens of milliseconds at 10^5
+outcomes, paid by the first broker who opens it. The warmer pays it instead:
+each serving worker polls the change log, and once no newer write has come for
+a quiet interval (an import is thousands of writes: warming between them would
+be wasted) it re-makes the most recently asked pages that went stale, most
+recent first, stopping as soon as the data moves on again.
+
+Pages nobody asked yet are made too, for the needs a broker is likely to open
+next: at start, the default page (10 results, no filters) of the most recently
+updated open needs, while there is room among the remembered recipes; after a
+write, the default page of each need written, as if just asked (a firm's new
+need has its matches ready before the broker opens it).
 """
 from __future__ import annotations
 
@@ -15,12 +20,19 @@ import logging
 import threading
 import time
 
+from sqlalchemy import select
+
 from .access import Forbidden
 from .context import MatcherContext
+from .documents import is_indexed
 from .errors import NotFound
-from .matching import PageRecipe, make_page
+from .matching import DEFAULT_K, PageRecipe, make_page
+from .models import IndexChange, Need
+from .schemas import MatchFilters
 
 log = logging.getLogger(__name__)
+# At most this share (1/n) of the remembered recipes goes to needs just written.
+WRITTEN_SHARE = 4
 
 
 class PageWarmer:
@@ -34,6 +46,8 @@ class PageWarmer:
         self.made = 0
         # Once per version: pages that cannot be kept (the memory is full) must not be re-made on every tick.
         self._warmed_version = -1
+        # The version up to which written needs have been remembered (None: not even the newest at start).
+        self._needs_seen: int | None = None
 
     def warm_once(self) -> int:
         """Catch up with the change log and re-make every remembered page missing at its version.
@@ -45,6 +59,7 @@ class PageWarmer:
         ctx = self.ctx
         ctx.indexes.sync()
         version = ctx.indexes.version
+        self._remember_needs(version)
         made = 0
         for key, recipe in ctx.pages.to_remake(version):
             if self._stop.is_set() or ctx.indexes.version != version:
@@ -54,6 +69,29 @@ class PageWarmer:
             self._warmed_version = version
         self.made += made
         return made
+
+    def _remember_needs(self, version: int) -> None:
+        """Remember the default page of the newest open needs (first call) or of the needs written since."""
+        pages, since = self.ctx.pages, self._needs_seen
+        if not pages.max_recipes or since == version:
+            return
+        with self.ctx.sessions() as session:
+            if since is None:
+                stmt = (select(Need).where(Need.deleted_at.is_(None), Need.status != "closed")
+                        .order_by(Need.updated_at.desc(), Need.id.desc()).limit(pages.max_recipes))
+            else:
+                # An import of thousands of needs must not push out the pages brokers are working on.
+                written = (select(IndexChange.record_id)
+                           .where(IndexChange.side == "needs", IndexChange.seq > since, IndexChange.seq <= version))
+                stmt = (select(Need).where(Need.id.in_(written)).order_by(Need.updated_at.desc(), Need.id.desc())
+                        .limit(max(1, pages.max_recipes // WRITTEN_SHARE)))
+            needs = [n.id for n in session.scalars(stmt) if is_indexed(n)]
+            if since is not None:
+                needs.reverse()  # the newest is remembered last: most recent, made first
+        for need_id in needs:
+            recipe = PageRecipe("needs", need_id, DEFAULT_K, MatchFilters(), None)
+            pages.remember(recipe.key(), recipe, recipe.ref, recent=since is not None)
+        self._needs_seen = version
 
     def _remake(self, version: int, key, recipe: PageRecipe) -> int:
         try:

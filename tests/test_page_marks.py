@@ -112,3 +112,39 @@ def test_brokers_and_admins_share_a_needs_page(client, ctx, accounts):
     broker = accounts.client("broker")
     hits = ctx.pages.hits
     assert _page(broker, path) == _page(client, path) and ctx.pages.hits == hits + 2
+
+
+def test_the_warmer_makes_open_needs_pages_before_anyone_asks(client, ctx, accounts):
+    from matcher.page_warmer import PageWarmer
+
+    load_small(client)
+    warmer = PageWarmer(ctx)
+    assert warmer.warm_once() == 2  # at start: the default page of each open need, asked by nobody yet
+    need = by_title(client, "needs", "曲轴表面耐磨强化")
+    other_firm = by_title(client, "needs", "海马人工繁育技术")["enterprise"]["id"]
+    path = f"/needs/{need['id']}/matches"
+    hits = ctx.pages.hits
+    assert _page(client, path) == _fresh(ctx, "needs", need["id"]) and ctx.pages.hits == hits + 1
+    # A page made for nobody in particular is still only served to those who may open the need.
+    assert accounts.client("enterprise", enterprise_id=other_firm).get(path).status_code == 403
+
+    # A firm posts a need: its page is made after the write, before the broker opens it.
+    new = client.post("/needs", json={"enterprise_id": need["enterprise"]["id"], "title": "海马养殖病害防控",
+                                      "description": "需要海马苗种病害快速诊断与防控技术。"})
+    assert new.status_code == 201, new.text
+    assert warmer.warm_once() == 1  # the new need's page only: the others show no need but their own
+    new_path = f"/needs/{new.json()['id']}/matches"
+    hits = ctx.pages.hits
+    assert _page(client, new_path) == _fresh(ctx, "needs", new.json()["id"]) and ctx.pages.hits == hits + 1
+
+
+def test_pages_nobody_asked_never_push_out_asked_ones():
+    from matcher.match_pages import MatchPages
+
+    pages = MatchPages(max_bytes=100, recipes=2)
+    pages.get_or_make(1, "asked", lambda: b"x", recipe="A")
+    pages.remember("guess1", "G1", recent=False)
+    pages.remember("guess2", "G2", recent=False)  # no room left: not remembered
+    assert [key for key, _ in pages.to_remake(2)] == ["asked", "guess1"]
+    pages.remember("written", "W")  # as if just asked: the oldest (the guess) goes
+    assert [key for key, _ in pages.to_remake(2)] == ["written", "asked"]

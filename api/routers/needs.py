@@ -58,7 +58,7 @@ def delete_need(need_id: PathId, ctx: Ctx, db: DB, actor: Actor):
             description="按匹配度返回成果，附中文解释：共同术语、最契合的句子、各因素贡献、缺失字段。"
                         "已被标记为未成功的对接不会再次出现。",
             dependencies=[require("broker", "enterprise", note="企业用户只能查看本企业需求的匹配结果。")])
-def need_matches(need_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(10, ge=1, le=100),
+def need_matches(need_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(matching.DEFAULT_K, ge=1, le=100),
                  filters: MatchFilters = Depends()):
     access.matchable_need(db, actor, need_id)
     # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.

@@ -59,8 +59,8 @@ def delete_outcome(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor):
                         "已被标记为未成功的对接不会再次出现。",
             dependencies=[require("broker", "institution",
                                   note="高校/院所用户只能查看本单位成果的匹配结果，且结果中不含仅经纪人可见的需求。")])
-def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(10, ge=1, le=100),
-                 filters: MatchFilters = Depends()):
+def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor,
+                    k: int = Query(matching.DEFAULT_K, ge=1, le=100), filters: MatchFilters = Depends()):
     access.matchable_outcome(db, actor, outcome_id)
     # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.
     return Response(matching.match_page(ctx, db, "outcomes", outcome_id, k, filters, viewer=actor), media_type="application/json")
