@@ -16,8 +16,10 @@ POST bodies), or with an asyncio + httpx generator when wrk is missing:
 - stored-need matches after a write (``--page-cache on`` or ``both``): a need is edited, the
   benchmark waits until every worker's page warmer has re-made the pages it had been asked
   (``/health`` → ``match_pages``), prints how long that took, and loads the same needs again;
-- free-text search: POST /search (query encoding included, in the shared encoder
-  process that ``matcher serve --workers N`` starts), over real need texts.
+- free-text search: POST /search over real need texts. Each request's text carries a tag no
+  earlier request had (``--search-texts fresh``, the default), so its query is really encoded,
+  in the shared encoder process that ``matcher serve --workers N`` starts; ``repeated`` cycles
+  the 300 texts as before 2026-11-30, when most queries' vectors came from the workers' cache.
 
 For each it prints p50/p95/p99 and requests/s at several concurrencies (the
 highest saturates both workers), the targets beside them, and the RSS of each worker
@@ -46,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import synthetic  # noqa: E402
 from bench.local_services import free_port  # noqa: E402
 
+# Replaced in each search body by a tag unique to the request (``--search-texts fresh``).
+FRESH = "@@FRESH@@"
 TARGETS = {"matches": {"p95_ms": 30.0, "rps": 200.0}, "search": {"p95_ms": 80.0, "rps": None}}
 TARGETS_1M = {"matches": {"p95_ms": 100.0, "rps": None}, "search": {"p95_ms": None, "rps": None}}
 
@@ -55,12 +59,21 @@ local paths, bodies = {}, {}
 for line in io.lines("%(paths)s") do if #line > 0 then table.insert(paths, line) end end
 for line in io.lines("%(bodies)s") do if #line > 0 then table.insert(bodies, line) end end
 local n = 0
+-- Each wrk thread gets its own number, so that fresh search texts never repeat across threads.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 wrk.headers["Authorization"] = "Bearer %(token)s"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   n = n + 1
   if #bodies > 0 then
-    return wrk.format("POST", "/search", nil, bodies[(n %% #bodies) + 1])
+    local body = bodies[(n %% #bodies) + 1]
+    -- A fresh tag per request: the text was never encoded before, so its encoding is part of the request.
+    body = string.gsub(body, "%(marker)s", "%(run)s" .. tostring(tid or 0) .. "x" .. tostring(n))
+    return wrk.format("POST", "/search", nil, body)
   end
   return wrk.format("GET", paths[(n %% #paths) + 1])
 end
@@ -198,13 +211,24 @@ def sign_in(base: str, service: synthetic.BenchService) -> str:
     return r.json()["access_token"]
 
 
+def _run_tag() -> str:
+    """Letters that make this run's fresh search texts differ from every earlier run's."""
+    return "".join(random.choice("abcdefghjkmnpqrstuvwxyz") for _ in range(6))
+
+
+def search_bodies(texts: list[str], fresh: bool) -> list[str]:
+    """POST /search bodies for ``texts``; ``fresh``: each request's text gets a tag no request had before."""
+    return [json.dumps({"text": t + (f" {FRESH}" if fresh else ""), "target": "outcomes", "k": 10}, ensure_ascii=False)
+            for t in texts]
+
+
 def run_wrk(base: str, token: str, paths: list[str], bodies: list[str], connections: int, seconds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "paths.txt").write_text("\n".join(paths) + "\n", encoding="utf-8")
         (Path(tmp) / "bodies.txt").write_text("\n".join(bodies) + "\n", encoding="utf-8")
         script = Path(tmp) / "load.lua"
         script.write_text(_LUA % {"paths": Path(tmp) / "paths.txt", "bodies": Path(tmp) / "bodies.txt",
-                                  "token": token}, encoding="utf-8")
+                                  "token": token, "marker": FRESH, "run": _run_tag()}, encoding="utf-8")
         done = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
                                "--timeout", "10s", "-s", str(script), base], capture_output=True, text=True)
     out = done.stdout + done.stderr
@@ -219,6 +243,8 @@ def run_wrk(base: str, token: str, paths: list[str], bodies: list[str], connecti
 def run_httpx(base: str, token: str, paths: list[str], bodies: list[str], connections: int, seconds: int) -> dict:
     """The fallback generator: ``connections`` closed-loop clients for ``seconds``."""
 
+    run = _run_tag()
+
     async def main() -> dict:
         latencies, errors, n = [], 0, 0
         deadline = time.perf_counter() + seconds
@@ -232,7 +258,8 @@ def run_httpx(base: str, token: str, paths: list[str], bodies: list[str], connec
                     i += connections
                     t = time.perf_counter()
                     if bodies:
-                        r = await client.post("/search", content=bodies[i % len(bodies)])
+                        body = bodies[i % len(bodies)].replace(FRESH, f"{run}x{i}")
+                        r = await client.post("/search", content=body.encode())
                     else:
                         r = await client.get(paths[i % len(paths)])
                     latencies.append((time.perf_counter() - t) * 1000)
@@ -319,6 +346,8 @@ def main() -> int:
     parser.add_argument("--generator", choices=("auto", "wrk", "httpx"), default="auto")
     parser.add_argument("--page-cache", choices=("both", "off", "on"), default="both",
                         help="匹配页面缓存：先关后开各测一轮（默认），或只测一种")
+    parser.add_argument("--search-texts", choices=("fresh", "repeated"), default="fresh",
+                        help="检索文本：每次请求都是新文本（默认，含查询编码），或循环 300 条（查询向量多已缓存）")
     args = parser.parse_args()
 
     service = synthetic.load_or_build(args.data_root / str(args.size), args.size, args.database_url)
@@ -330,7 +359,7 @@ def main() -> int:
     concurrency = [int(x) for x in args.concurrency.split(",")]
     needs = random.Random(11).sample(service.need_ids, min(args.needs, len(service.need_ids)))
     paths = [f"/needs/{i}/matches" for i in needs]
-    bodies = [json.dumps({"text": t, "target": "outcomes", "k": 10}, ensure_ascii=False) for t in _queries(300)]
+    bodies = search_bodies(_queries(300), args.search_texts == "fresh")
     # Without the page cache every request ranks and explains (what a need's first view after a write costs);
     # with it (the default) a repeated view between writes is served from the worker's memory.
     modes = {"off": ("0", "页面缓存关闭：每次都排序并解释（相当于写入后的首次查看）"),
@@ -345,7 +374,9 @@ def main() -> int:
             token = sign_in(server.base, service)
             kinds = [("matches", paths, [])] + ([("search", [], bodies)] if mode == "on" or args.page_cache == "off" else [])
             for name, p, b in kinds:
-                label = "已存需求的匹配 GET /needs/{id}/matches" if name == "matches" else "自由文本检索 POST /search"
+                label = "已存需求的匹配 GET /needs/{id}/matches" if name == "matches" else (
+                    "自由文本检索 POST /search（" + ("每次都是新文本：含查询编码" if args.search_texts == "fresh"
+                                                   else "循环同一批文本：查询向量多已缓存") + "）")
                 # Warm-up: first-use costs (lazy imports, the first model call) are not what is measured.
                 warm_up(server.base, token, p[:10], b[:10])
                 if mode == "on" and p:
