@@ -50,7 +50,8 @@ class PageWarmer:
         self._needs_seen: int | None = None
 
     def warm_once(self) -> int:
-        """Catch up with the change log and re-make every remembered page missing at its version.
+        """Catch up with the change log, remember the default page of needs written since (or, the first
+        time, of the newest open needs), and make every remembered page not current at the new version.
 
         Returns how many pages were made. Stops early when the version moves on
         (those pages would be expired already); a page whose record is gone or

@@ -148,3 +148,32 @@ def test_pages_nobody_asked_never_push_out_asked_ones():
     assert [key for key, _ in pages.to_remake(2)] == ["asked", "guess1"]
     pages.remember("written", "W")  # as if just asked: the oldest (the guess) goes
     assert [key for key, _ in pages.to_remake(2)] == ["written", "asked"]
+
+
+def test_another_workers_pairing_expires_only_the_pages_it_shows(client, ctx, settings, encoder):
+    """Two contexts on one database stand for two workers: the second reads the first's pairing off the log."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from matcher.context import build_context
+
+    load_small(client)
+    seahorse = by_title(client, "needs", "海马人工繁育技术")
+    crankshaft = by_title(client, "needs", "曲轴表面耐磨强化")
+    laser = by_title(client, "outcomes", "激光仿生耦合耐磨抗疲劳技术")
+    other = build_context(settings, encoder=encoder)
+    try:
+        with TestClient(create_app(ctx=other)) as second:
+            second.headers.update(client.headers)
+            paths = [f"/needs/{n['id']}/matches" for n in (seahorse, crankshaft)]
+            for path in paths:
+                _page(second, path)
+            r = client.post("/pairings", json={"need_id": crankshaft["id"], "outcome_id": laser["id"], "broker": "张"})
+            assert r.status_code == 201, r.text
+            hits = other.pages.hits
+            assert _page(second, paths[0]) == _fresh(other, "needs", seahorse["id"]) and other.pages.hits == hits + 1
+            shown = json.loads(_page(second, paths[1]))
+            assert other.pages.hits == hits + 1
+            assert [x["pairing"]["stage"] for x in shown["results"] if x["pairing"]] == ["proposed"]
+    finally:
+        other.close()
