@@ -34,6 +34,8 @@ _CALIBRATION_K = 10
 # to their own point): as far from the data as a fresh query from the same
 # neighbourhood, so the calibrated nprobe is not tuned on easy queries.
 _CALIBRATION_NOISE = 1.0
+# Float32 dot products of the same two vectors differ in the last bits between FAISS and numpy.
+_TIE_TOLERANCE = 1e-5
 _TRAIN_PER_LIST = 40  # FAISS warns below 39 training points per centroid
 _TRAIN_ITERATIONS = 12
 
@@ -131,9 +133,22 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / max(1, int((truth >= 0).sum()))
 
 
+def recall_with_ties(found_ids: np.ndarray, found_scores: np.ndarray, kth_exact: np.ndarray) -> float:
+    """Mean share of each query's k results that score at least its exact k-th best score.
+
+    Counting ids (:func:`recall_at`) would fault an answer that picks another of several records with the
+    same vector at the cut-off; with many equal vectors (copies of one text) no ``nprobe`` could reach the
+    target and calibration would scan every list. IVF-Flat's scores are exact, so a found id whose score
+    reaches the exact k-th score is a true top-k answer.
+    """
+    k = found_ids.shape[1]
+    hits = (found_ids >= 0) & (found_scores >= kth_exact[:, None] - _TIE_TOLERANCE)
+    return float(hits.sum()) / max(1, k * len(found_ids))
+
+
 def calibrate_nprobe(index: faiss.IndexIVF, ids: np.ndarray, vectors: np.ndarray, rng: np.random.Generator,
                      target: float = CALIBRATION_RECALL) -> int:
-    """The smallest ``nprobe`` whose recall@10 against exact search reaches ``target``.
+    """The smallest ``nprobe`` whose recall@10 against exact search (:func:`recall_with_ties`) reaches ``target``.
 
     Queries are stored vectors moved well off their own point (a query is
     never a copy of a stored vector), and their exact neighbours come from a
@@ -145,11 +160,12 @@ def calibrate_nprobe(index: faiss.IndexIVF, ids: np.ndarray, vectors: np.ndarray
     queries = vectors[picks] + noise
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     k = min(_CALIBRATION_K, n)
-    truth = ids[_exact_top(queries, vectors, k)]
+    kth_rows = _exact_top(queries, vectors, k)[:, -1]
+    kth_exact = np.einsum("ij,ij->i", queries, vectors[kth_rows])
 
     def recall(nprobe: int) -> float:
-        _, got = index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
-        return recall_at(got, truth)
+        scores, got = index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        return recall_with_ties(got, scores, kth_exact)
 
     lo, hi = 0, 1  # find a passing power of two, then the smallest passing value below it
     while hi < index.nlist and recall(hi) < target:
