@@ -3,6 +3,7 @@
     python bench/bench_cold_match.py                          # 100k outcomes, 150 needs, 2 rounds
     python bench/bench_cold_match.py --code /tmp/base         # the same, alternating with another checkout
     python bench/bench_cold_match.py --profile                # cProfile of the pages, by cumulative time
+    python bench/bench_cold_match.py --search                 # free-text searches instead, each text new
 
 Uses the synthetic service of bench/bench_serving.py (built once per size under data/bench). Each round
 runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pages to warm the process
@@ -10,6 +11,10 @@ up, then times ``make_page`` for needs nobody asked before in that process: rank
 serialisation, exactly what the page warmer or a first view pays. Rounds alternate between the trees,
 so a busy neighbour slows both alike. Prints medians and percentiles per tree and their ratio; nothing
 here asserts a time.
+
+``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
+no earlier text had, so every query is encoded (here by the process's own encoder, not the shared
+encoder process that ``matcher serve --workers N`` starts: no IPC is included).
 """
 from __future__ import annotations
 
@@ -23,13 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import synthetic  # noqa: E402
-from bench.bench_serving import prepare_indexes  # noqa: E402
+from bench.bench_serving import prepare_indexes, search_queries  # noqa: E402
 
 _CHILD = r"""
 import cProfile, io, json, pstats, sys, time
 from sqlalchemy import select
 from matcher.context import build_context
-from matcher.matching import PageRecipe, make_page
+from matcher.matching import PageRecipe, make_page, search_text
 from matcher.models import Need
 from matcher.schemas import MatchFilters
 from matcher.settings import Settings
@@ -42,6 +47,15 @@ with ctx.sessions() as s:
 def page(need_id):
     with ctx.sessions() as s:
         return make_page(ctx, s, PageRecipe("needs", need_id, 10, MatchFilters(), None))
+
+def search(text):
+    with ctx.sessions() as s:
+        return search_text(ctx, s, text, "outcomes", 10)
+
+if args["texts"]:
+    # A tag per text and process: no query vector comes from an earlier round's cache.
+    ids = [f"{t} {time.time_ns()}-{n}" for n, t in enumerate(args["texts"])]
+    page = search
 
 for i in ids[:20]:
     page(i)
@@ -65,9 +79,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_round(service: synthetic.BenchService, code: Path, needs: int, profile: bool) -> dict:
+def run_round(service: synthetic.BenchService, code: Path, needs: int, profile: bool, texts: list[str]) -> dict:
     env = {**service.env(), "PYTHONPATH": str(code)}
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({"needs": needs, "profile": profile})],
+    payload = {"needs": needs, "profile": profile, "texts": texts}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(payload, ensure_ascii=False)],
                           env=env, cwd=code, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
@@ -84,18 +99,22 @@ def main() -> int:
     parser.add_argument("--code", type=Path, action="append", default=[],
                         help="对比的另一份代码（可重复）；本仓库总在其中")
     parser.add_argument("--profile", action="store_true", help="打印本仓库一轮的 cProfile（按累计时间）")
+    parser.add_argument("--search", action="store_true", help="计时自由文本检索（每条文本都是新的，含查询编码）")
     args = parser.parse_args()
     service = synthetic.load_or_build(args.data_root / str(args.size), args.size, None)
     prepare_indexes(service, synthetic.REPO, sync=False)
     trees = [synthetic.REPO, *(c.resolve() for c in args.code)]
     times: dict[Path, list[float]] = {t: [] for t in trees}
+    texts = search_queries(20 + args.needs) if args.search else []
     for r in range(args.rounds):
         for tree in trees:
-            got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO)
+            got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO, texts)
             times[tree] += got["ms"]
             if "profile" in got:
                 print(got["profile"])
-    print(f"首次生成匹配页（进程内，{args.size:,} 条成果，每轮 {args.needs} 个需求 × {args.rounds} 轮，轮间交替）：")
+    what = "自由文本检索（新文本，含查询编码）" if args.search else "首次生成匹配页"
+    print(f"{what}（进程内，{args.size:,} 条成果，每轮 {args.needs} 个{'文本' if args.search else '需求'}"
+          f" × {args.rounds} 轮，轮间交替）：")
     base = statistics.median(times[trees[0]])
     for tree in trees:
         ms = times[tree]

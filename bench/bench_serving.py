@@ -90,7 +90,8 @@ end
 """
 
 
-def _queries(n: int, seed: int = 5) -> list[str]:
+def search_queries(n: int, seed: int = 5) -> list[str]:
+    """``n`` short real search texts, the same for a seed: a need's title and first 120 characters, or a dev query."""
     rows = [json.loads(line) for line in (synthetic.EVAL / "bdci2019_needs.jsonl").open(encoding="utf-8")]
     texts = [(r.get("title") or "") + "：" + r["text"][:120] for r in rows]
     for path in sorted(synthetic.EVAL.glob("*/queries.jsonl")):
@@ -359,7 +360,7 @@ def main() -> int:
     concurrency = [int(x) for x in args.concurrency.split(",")]
     needs = random.Random(11).sample(service.need_ids, min(args.needs, len(service.need_ids)))
     paths = [f"/needs/{i}/matches" for i in needs]
-    bodies = search_bodies(_queries(300), args.search_texts == "fresh")
+    bodies = search_bodies(search_queries(300), args.search_texts == "fresh")
     # Without the page cache every request ranks and explains (what a need's first view after a write costs);
     # with it (the default) a repeated view between writes is served from the worker's memory.
     modes = {"off": ("0", "页面缓存关闭：每次都排序并解释（相当于写入后的首次查看）"),
