@@ -5,14 +5,16 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .active_model import active_model_dir
 from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_threads,
-                           ensure_onnx_file, export_dir)
+                           ensure_onnx_file, export_dir, load_initializers)
 from .profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,13 @@ _PROBE_QUERY = "新能源汽车电池热管理系统优化"
 _PROBE_NEAR = "锂离子动力电池液冷散热技术"
 _PROBE_FAR = "海马人工繁育与种质创制"
 _PROBE_MARGIN = 0.02
+
+# A call of at most this many texts (a free-text search, one record written) runs on one thread. It is
+# about as quick on one core as on all of them, and a serving machine's other cores are busy with API
+# workers: with two threads every layer waits at a barrier for a thread the scheduler has put aside.
+# Measured 2026-12-01 (2 cores, the other one busy): one query p50 / p95 with torch-bf16 74–119 / 1,070 ms
+# on two threads, 25–29 / 48–60 ms on one; onnx 35–38 / 107–116 ms against 18–22 / 56–68 ms.
+SMALL_CALL = 4
 
 
 class ModelUnavailableError(RuntimeError):
@@ -106,10 +115,14 @@ class Encoder:
                                                  getattr(st, "prompts", None))
         self.max_tokens = int(getattr(st, "max_seq_length", 512) or 512)
         self._onnx: OnnxSentenceModel | None = None
+        self._onnx_one_thread: OnnxSentenceModel | None = None
+        self._threads = cpu_threads()
+        # torch's thread count is per process: two calls at once must not change it under each other.
+        self._lock = threading.Lock()
         if backend in (TORCH, TORCH_BF16):
             import torch
 
-            torch.set_num_threads(cpu_threads())
+            torch.set_num_threads(self._threads)
             if backend == TORCH_BF16:
                 self._st = self._st.to(torch.bfloat16)
         else:
@@ -137,7 +150,8 @@ class Encoder:
         load = lambda: self._load(location, spec, attn_implementation="eager")  # noqa: E731
         try:
             path = ensure_onnx_file(load, directory, self.backend)
-            return OnnxSentenceModel(path, self._st.tokenizer, self.max_tokens)
+            self._onnx_path = path
+            return OnnxSentenceModel(path, self._st.tokenizer, self.max_tokens, initializers=load_initializers(path))
         except ModelUnavailableError:
             raise
         except Exception as exc:  # export, quantisation and session creation fail in many ways
@@ -170,7 +184,9 @@ class Encoder:
         Texts are sorted by length across the whole call (longest first) before
         batching, so each batch pads to nearly its own length: padding is
         wasted work. Encoding goes in chunks so ``on_progress(done, total)`` can
-        drive a progress bar; rows come back in the caller's order.
+        drive a progress bar; rows come back in the caller's order. A call of at
+        most :data:`SMALL_CALL` texts runs on one thread (the vectors are the same
+        to float rounding); bigger ones use every core this process may run on.
         """
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -181,22 +197,48 @@ class Encoder:
         batch_size = batch_size or (32 if self._onnx is None else 16)
         order = sorted(range(len(prefixed)), key=lambda i: -len(prefixed[i]))
         chunk = max(batch_size * 4, 1)
+        one_thread = len(texts) <= SMALL_CALL
         for start in range(0, len(order), chunk):
             rows = order[start : start + chunk]
-            out[rows] = self._encode_sorted([prefixed[i] for i in rows], batch_size)
+            out[rows] = self._encode_sorted([prefixed[i] for i in rows], batch_size, one_thread)
             if on_progress:
                 on_progress(min(start + len(rows), len(texts)), len(texts))
         return out
 
-    def _encode_sorted(self, texts: list[str], batch_size: int) -> np.ndarray:
+    @contextmanager
+    def _torch_threads(self, one_thread: bool):
+        import torch
+
+        with self._lock:
+            if one_thread:
+                torch.set_num_threads(1)
+            try:
+                yield
+            finally:
+                if one_thread:
+                    torch.set_num_threads(self._threads)
+
+    def _onnx_model(self, one_thread: bool) -> OnnxSentenceModel:
+        if not one_thread or self._threads == 1:
+            return self._onnx
+        with self._lock:
+            if self._onnx_one_thread is None:
+                # A second session sharing the weights, made on the first small call: its thread count is fixed.
+                self._onnx_one_thread = OnnxSentenceModel(self._onnx_path, self._onnx.tokenizer, self.max_tokens,
+                                                          threads=1, initializers=self._onnx.initializers)
+        return self._onnx_one_thread
+
+    def _encode_sorted(self, texts: list[str], batch_size: int, one_thread: bool = False) -> np.ndarray:
         if self._onnx is None:
-            vecs = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                                   normalize_embeddings=True, show_progress_bar=False)
+            with self._torch_threads(one_thread):
+                vecs = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                       normalize_embeddings=True, show_progress_bar=False)
             if self.backend == TORCH:
                 return vecs.astype(np.float32, copy=False)
             vecs = np.asarray(vecs, dtype=np.float32)  # bf16 rows: normalise again at float32 precision
         else:
-            vecs = np.concatenate([self._onnx.encode_batch(texts[i : i + batch_size])
+            model = self._onnx_model(one_thread)
+            vecs = np.concatenate([model.encode_batch(texts[i : i + batch_size])
                                    for i in range(0, len(texts), batch_size)])
         # The exported graph normalises when the model has a Normalize module; do it anyway for the promise.
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)

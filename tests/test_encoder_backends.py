@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from embeddings.cached_encoder import CachedEncoder
-from embeddings.encoder import Encoder
+from embeddings.encoder import SMALL_CALL, Encoder
 from embeddings.onnx_backend import (BACKENDS, DEFAULT_BACKEND, INT8_RECIPE, UnknownBackendError, check_backend,
-                                     cpu_has_bf16)
+                                     cpu_has_bf16, cpu_threads)
 from embeddings.vector_cache import VectorCache
 from matcher.settings import Settings
 
@@ -75,6 +75,27 @@ def test_onnx_fp32_is_the_same_computation_as_torch(encoder, onnx_fp32, texts):
     for kind in ("query", "passage"):
         cos = (encoder.encode(texts, kind) * onnx_fp32.encode(texts, kind)).sum(axis=1)
         assert cos.min() >= 0.9999, cos
+
+
+def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onnx_fp32, texts):
+    import torch
+
+    seen = []
+    hook = encoder._st[0].register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        for enc in (encoder, onnx_fp32):
+            alone = np.stack([enc.encode([t], "passage")[0] for t in texts[:3]])
+            together = enc.encode(texts[: SMALL_CALL + 1], "passage")[:3]  # more than a small call: every core
+            assert np.allclose(alone, together, atol=1e-5)
+    finally:
+        hook.remove()
+    assert seen == [1, 1, 1] + [cpu_threads()]  # three one-text calls, then one batch of five
+    assert torch.get_num_threads() == cpu_threads()  # given back after each small call
+    if cpu_threads() > 1:
+        small, bulk = onnx_fp32._onnx_one_thread, onnx_fp32._onnx
+        assert small.session.get_session_options().intra_op_num_threads == 1
+        assert bulk.session.get_session_options().intra_op_num_threads == cpu_threads()
+        assert small.initializers is bulk.initializers  # one copy of the weights for both sessions
 
 
 def test_bf16_vectors_agree_with_fp32(encoder, torch_bf16, texts):
