@@ -24,6 +24,7 @@ class CachedEncoder:
         self.cache = cache
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memory_items = memory_items
+        self._unsaved: set[str] = set()  # keys in memory that were encoded with persist=False
         self._lock = Lock()
         self.encoded_count = 0  # texts actually sent to the model, for reports and tests
 
@@ -47,12 +48,17 @@ class CachedEncoder:
             self._memory[key] = vec
             self._memory.move_to_end(key)
             while len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
+                self._unsaved.discard(self._memory.popitem(last=False)[0])
 
     def encode(
-        self, texts: Sequence[str], kind: str, *, on_progress: ProgressCallback | None = None
+        self, texts: Sequence[str], kind: str, *, on_progress: ProgressCallback | None = None, persist: bool = True
     ) -> np.ndarray:
-        """Vectors for ``texts`` (n, dim) float32, from cache where possible."""
+        """Vectors for ``texts`` (n, dim) float32, from cache where possible.
+
+        ``persist=False`` is for free text typed into a search: such a text is rarely asked twice, so the
+        database cache is neither read nor written for it (a write per search would cost the search a
+        transaction and grow the table by every search ever made); this process's memory still keeps it.
+        """
         texts = list(texts)
         keys = [text_key(t, kind) for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -62,8 +68,16 @@ class CachedEncoder:
                 if k in self._memory:
                     found[k] = self._memory[k]
         missing = [k for k in dict.fromkeys(keys) if k not in found]
-        if missing and self.cache is not None:
-            found.update(self.cache.get_many(self.model_id, missing))
+        cache = self.cache if persist else None
+        if missing and cache is not None:
+            found.update(cache.get_many(self.model_id, missing))
+        if cache is not None and self._unsaved:
+            # Typed as a search first, now a record's text: the database must hold it like any record's.
+            with self._lock:
+                late = {k: found[k] for k in found if k in self._unsaved}
+                self._unsaved.difference_update(late)
+            if late:
+                cache.put_many(self.model_id, late)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         if todo:
             first_text = {}
@@ -72,8 +86,8 @@ class CachedEncoder:
             vecs = self.encoder.encode([first_text[k] for k in todo], kind, on_progress=on_progress)
             fresh = dict(zip(todo, vecs))
             self.encoded_count += len(todo)
-            if self.cache is not None:
-                self.cache.put_many(self.model_id, fresh)
+            if cache is not None:
+                cache.put_many(self.model_id, fresh)
             found.update(fresh)
         elif on_progress:
             on_progress(len(texts), len(texts))
@@ -82,4 +96,7 @@ class CachedEncoder:
         if len(texts) <= 4:
             for k in keys:
                 self._remember(k, found[k])
+            if not persist and self.cache is not None and todo:
+                with self._lock:
+                    self._unsaved.update(k for k in todo if k in self._memory)
         return out

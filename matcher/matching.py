@@ -222,7 +222,7 @@ def _text_query(ctx: MatcherContext, text: str, target: str) -> Query:
     # Looking for outcomes the text is a question (query); looking for needs it
     # describes a capability (passage), exactly as stored outcomes are.
     kind = "query" if target == "outcomes" else "passage"
-    return Query(text, ctx.encoder.encode([text], kind)[0])
+    return Query(text, ctx.encoder.encode([text], kind, persist=False)[0])
 
 
 def search_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,

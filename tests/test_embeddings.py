@@ -69,6 +69,23 @@ def test_cache_means_each_text_is_encoded_once(encoder, tmp_path):
     assert fresh.encoded_count == 1
 
 
+def test_free_text_is_remembered_in_memory_but_not_written_to_the_database(encoder, tmp_path):
+    from sqlalchemy import create_engine, func, select
+
+    from embeddings.vector_cache import embedding_cache
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    cached = CachedEncoder(encoder, VectorCache(engine, create=True))
+    typed = cached.encode([SENTENCES[0]], "query", persist=False)
+    again = cached.encode([SENTENCES[0]], "query", persist=False)
+    assert cached.encoded_count == 1 and np.array_equal(typed, again)  # the process's memory answered
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(embedding_cache)) == 0
+    cached.encode([SENTENCES[0]], "query")  # a stored record's text is written, and read back elsewhere
+    other = CachedEncoder(encoder, VectorCache(engine))
+    assert np.allclose(other.encode([SENTENCES[0]], "query"), typed, atol=1e-6) and other.encoded_count == 0
+
+
 def _english_only_model(path):
     """A tiny BERT whose vocabulary has no Chinese: every Han character is [UNK]."""
     import torch
