@@ -64,3 +64,21 @@ def test_load_refuses_corrupt_foreign_or_missing_files(index, tmp_path):
 def test_save_leaves_no_temporary_files(index, tmp_path):
     index.save(tmp_path / "x.idx", IndexMeta(model="m", dim=3, version=1))
     assert [p.name for p in tmp_path.iterdir()] == ["x.idx"]
+
+
+def test_a_search_gives_the_callers_faiss_thread_count_back():
+    # Searches run FAISS on one thread; a rebuild in the same thread afterwards must still get every core.
+    import faiss
+
+    rng = np.random.default_rng(3)
+    ix = VectorIndex(16)
+    ix.upsert(np.arange(2000), _unit(rng.normal(size=(2000, 16))))
+    before = faiss.omp_get_max_threads()
+    try:
+        for threads in {2, 1, before}:
+            faiss.omp_set_num_threads(threads)
+            ix.search(_unit(rng.normal(size=(1, 16)))[0], 5)
+            ix.search(_unit(rng.normal(size=(1, 16)))[0], 5, allowed_ids=np.arange(0, 2000, 3))
+            assert faiss.omp_get_max_threads() == threads
+    finally:
+        faiss.omp_set_num_threads(before)
