@@ -22,8 +22,9 @@ POST bodies), or with an asyncio + httpx generator when wrk is missing:
   the 300 texts as before 2026-11-30, when most queries' vectors came from the workers' cache.
 
 For each it prints p50/p95/p99 and requests/s at several concurrencies (the
-highest saturates both workers), the targets beside them, and the RSS of each worker
-and of the shared encoder process.
+highest saturates both workers), the targets beside them, how wrk's connections landed
+on the workers (``ss``: ``2+2`` or ``4``, which halves requests/s), and the RSS of each
+worker and of the shared encoder process.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -230,15 +232,36 @@ def run_wrk(base: str, token: str, paths: list[str], bodies: list[str], connecti
         script = Path(tmp) / "load.lua"
         script.write_text(_LUA % {"paths": Path(tmp) / "paths.txt", "bodies": Path(tmp) / "bodies.txt",
                                   "token": token, "marker": FRESH, "run": _run_tag()}, encoding="utf-8")
-        done = subprocess.run(["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
-                               "--timeout", "10s", "-s", str(script), base], capture_output=True, text=True)
-    out = done.stdout + done.stderr
+        wrk = subprocess.Popen(["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s",
+                                "--timeout", "10s", "-s", str(script), base], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        time.sleep(min(2.0, seconds / 2))
+        landing = connection_landing(base)
+        out = wrk.communicate()[0]
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise SystemExit(f"wrk 没有给出结果：\n{out}")
     got = json.loads(lines[0][7:])
     return {"rps": got["requests"] / (got["duration_us"] / 1e6), "p50": got["p50"] / 1000, "p95": got["p95"] / 1000,
-            "p99": got["p99"] / 1000, "errors": got["errors"] + got["non200"], "requests": got["requests"]}
+            "p99": got["p99"] / 1000, "errors": got["errors"] + got["non200"], "requests": got["requests"],
+            "landing": landing}
+
+
+def connection_landing(base: str) -> str:
+    """How the open client connections to ``base`` are spread over the server's processes, e.g. ``2+2``.
+
+    uvicorn's workers share one listening socket, so a handful of keep-alive connections may all land on
+    one worker (measured: 4 connections on one worker halve the requests/s of a 2 + 2 spread); a row is
+    read with its spread beside it. Empty where ``ss`` is missing.
+    """
+    port = base.rsplit(":", 1)[1]
+    try:
+        listing = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                                 capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    counts = sorted(Counter(re.findall(r"pid=(\d+)", listing)).values(), reverse=True)
+    return "+".join(map(str, counts))
 
 
 def run_httpx(base: str, token: str, paths: list[str], bodies: list[str], connections: int, seconds: int) -> dict:
@@ -325,7 +348,8 @@ def _print_row(c: int, got: dict, target: dict) -> None:
     print(f"  并发 {c:>2}: p50 {got['p50']:6.1f} ms  p95 {got['p95']:6.1f} ms"
           f"{_fmt_target(target['p95_ms'], 'ms', True)}  p99 {got['p99']:6.1f} ms  "
           f"{got['rps']:6.1f} 请求/s{_fmt_target(target['rps'], '请求/s', False)}  "
-          f"（{got['requests']} 次，错误 {got['errors']}）", flush=True)
+          f"（{got['requests']} 次，错误 {got['errors']}"
+          + (f"；连接落在各工作进程：{got['landing']}" if got.get("landing") else "") + "）", flush=True)
 
 
 def _fmt_target(value: float | None, unit: str, le: bool) -> str:
