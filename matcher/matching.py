@@ -218,18 +218,23 @@ def match_outcome(ctx: MatcherContext, session: Session, outcome_id: int, k: int
     return _matches(ctx, session, query, "needs", k, filters, weights, viewer)
 
 
-def _text_query(ctx: MatcherContext, text: str, target: str) -> Query:
+def _text_query(ctx: MatcherContext, text: str, target: str, persist: bool = True) -> Query:
     # Looking for outcomes the text is a question (query); looking for needs it
     # describes a capability (passage), exactly as stored outcomes are.
     kind = "query" if target == "outcomes" else "passage"
-    return Query(text, ctx.encoder.encode([text], kind, persist=False)[0])
+    return Query(text, ctx.encoder.encode([text], kind, persist=persist)[0])
 
 
 def search_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
                 filters: MatchFilters | None = None, weights: Weights = DEFAULT_WEIGHTS,
                 viewer: Viewer | None = None) -> list[dict]:
-    """Either side ranked for free text, best first, each explained; only records ``viewer`` may see."""
-    return _matches(ctx, session, _text_query(ctx, text, target), target, k, filters, weights, viewer)
+    """Either side ranked for free text, best first, each explained; only records ``viewer`` may see.
+
+    The text's vector is kept in this worker's memory, not in the database cache: typed text is rarely
+    asked twice (:meth:`~embeddings.cached_encoder.CachedEncoder.encode`, ``persist``).
+    """
+    query = _text_query(ctx, text, target, persist=False)
+    return _matches(ctx, session, query, target, k, filters, weights, viewer)
 
 
 def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "outcomes", k: int = 10,
@@ -238,7 +243,8 @@ def rank_text(ctx: MatcherContext, session: Session, text: str, target: str = "o
     """(record id, score) best first for free text, unexplained: what the evaluation harness measures.
 
     Same ranking as :func:`search_text` for ``method="full"``; ``allowed_ids``
-    restricts the candidates (a reranking evaluation).
+    restricts the candidates (a reranking evaluation). Unlike a search, the text's vector is
+    written to the database cache: an evaluation asks the same queries on every run.
     """
     scored = rank_scored(ctx, session, _text_query(ctx, text, target), target, k, allowed_ids, weights, method)
     return [(record.id, result.score) for result, record, _ in scored]

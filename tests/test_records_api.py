@@ -56,6 +56,17 @@ def test_search_both_sides_with_filters(client):
     assert [x["outcome"]["title"] for x in r["results"]] == ["激光仿生耦合耐磨抗疲劳技术"]
 
 
+def test_a_typed_search_is_not_written_to_the_vector_cache(client, ctx):
+    from embeddings.vector_cache import text_key
+
+    typed = "一条只在检索框里出现过的文字：耐高温陶瓷涂层"
+    assert client.post("/search", json={"text": typed, "target": "outcomes"}).status_code == 200
+    before = ctx.encoder.encoded_count
+    assert client.post("/search", json={"text": typed, "target": "outcomes"}).status_code == 200
+    assert ctx.encoder.encoded_count == before  # asked again: the worker's memory answers
+    assert ctx.encoder.cache.get_many(ctx.encoder.model_id, [text_key(typed, "query")]) == {}
+
+
 def test_deleted_outcome_is_never_returned(client):
     load_small(client)
     hm = by_title(client, "outcomes", "海马新种质创制及产业化应用")
