@@ -9,7 +9,8 @@ Uses the synthetic service of bench/bench_serving.py (built once per size under 
 runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pages to warm the process
 up, then times ``make_page`` for needs nobody asked before in that process: ranking, explanations and
 serialisation, exactly what the page warmer or a first view pays. Rounds alternate between the trees,
-so a busy neighbour slows both alike. Prints medians and percentiles per tree and their ratio; nothing
+so a busy neighbour slows both alike, and each round starts with the next tree (with a fixed order, two
+copies of one tree came out 1.11x apart on 2026-12-01: use an even number of rounds). Prints medians and percentiles per tree and their ratio; nothing
 here asserts a time.
 
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
@@ -107,7 +108,8 @@ def main() -> int:
     times: dict[Path, list[float]] = {t: [] for t in trees}
     texts = search_queries(20 + args.needs) if args.search else []
     for r in range(args.rounds):
-        for tree in trees:
+        # Each round starts with the next tree: a fixed order measured two copies of one tree 1.11x apart.
+        for tree in trees[r % len(trees):] + trees[: r % len(trees)]:
             got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO, texts)
             times[tree] += got["ms"]
             if "profile" in got:
