@@ -57,9 +57,12 @@ def test_search_both_sides_with_filters(client):
 
 
 def test_a_typed_search_is_not_written_to_the_vector_cache(client, ctx):
+    from uuid import uuid4
+
     from embeddings.vector_cache import text_key
 
-    typed = "一条只在检索框里出现过的文字：耐高温陶瓷涂层"
+    # New in every run: the test vector cache outlives runs, so a fixed text could be there from an older one.
+    typed = f"一条只在检索框里出现过的文字：耐高温陶瓷涂层 {uuid4().hex[:8]}"
     assert client.post("/search", json={"text": typed, "target": "outcomes"}).status_code == 200
     before = ctx.encoder.encoded_count
     assert client.post("/search", json={"text": typed, "target": "outcomes"}).status_code == 200
