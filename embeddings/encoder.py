@@ -30,11 +30,12 @@ _PROBE_NEAR = "锂离子动力电池液冷散热技术"
 _PROBE_FAR = "海马人工繁育与种质创制"
 _PROBE_MARGIN = 0.02
 
-# A call of at most this many texts (a free-text search, one record written) runs on one thread. It is
-# about as quick on one core as on all of them, and a serving machine's other cores are busy with API
-# workers: with two threads every layer waits at a barrier for a thread the scheduler has put aside.
-# Measured 2026-12-01 (2 cores, the other one busy): one query p50 / p95 with torch-bf16 74–119 / 1,070 ms
-# on two threads, 25–29 / 48–60 ms on one; onnx 35–38 / 107–116 ms against 18–22 / 56–68 ms.
+# A call of at most this many texts (a free-text search, one record written) runs on one thread. On an
+# idle machine that costs a few milliseconds; on a serving machine the other cores are busy with API
+# workers, and with two threads every layer waits at a barrier for a thread the scheduler has put aside.
+# Measured 2026-12-01 (2 cores): one query p50 with torch-bf16 21–26 ms on two threads and 24–28 on one
+# when idle; with the other core busy p50 / p95 74–119 / 1,070 ms on two threads, 25–29 / 48–60 ms on one
+# (onnx: 35–38 / 107–116 ms against 18–22 / 56–68 ms).
 SMALL_CALL = 4
 
 
