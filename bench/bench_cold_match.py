@@ -10,8 +10,8 @@ runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pag
 up, then times ``make_page`` for needs nobody asked before in that process: ranking, explanations and
 serialisation, exactly what the page warmer or a first view pays. Rounds alternate between the trees,
 so a busy neighbour slows both alike, and each round starts with the next tree (with a fixed order, two
-copies of one tree came out 1.11x apart on 2026-12-01: use an even number of rounds). Prints medians and percentiles per tree and their ratio; nothing
-here asserts a time.
+copies of one tree came out 1.11x apart on 2026-12-01: use a multiple of the number of trees as rounds).
+Prints medians and percentiles per tree and their ratio; nothing here asserts a time.
 
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
 no earlier text had, so every query is encoded (here by the process's own encoder, not the shared
