@@ -3,19 +3,24 @@
     python bench/bench_cold_match.py                          # 100k outcomes, 150 needs, 2 rounds
     python bench/bench_cold_match.py --code /tmp/base         # the same, alternating with another checkout
     python bench/bench_cold_match.py --profile                # cProfile of the pages, by cumulative time
+    python bench/bench_cold_match.py --again-after 75          # ... and the same pages re-made 75 s later
     python bench/bench_cold_match.py --search                 # free-text searches instead, each text new
+    python bench/bench_cold_match.py --search --shared-encoder   # ... encoded in a shared encoder process
 
 Uses the synthetic service of bench/bench_serving.py (built once per size under data/bench). Each round
 runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pages to warm the process
-up, then times ``make_page`` for needs nobody asked before in that process: ranking, explanations and
-serialisation, exactly what the page warmer or a first view pays. Rounds alternate between the trees,
+up, then times ``make_page`` for needs no earlier run asked: ranking, explanations and serialisation,
+exactly what a first view pays. ``--again-after S`` times the same needs again S seconds later, what the
+page warmer pays re-making pages after a write (these machines page out file pages left untouched for
+about a minute, so the wait decides whether the data comes from memory). Rounds alternate between the trees,
 so a busy neighbour slows both alike, and each round starts with the next tree (with a fixed order, two
 copies of one tree came out 1.11x apart on 2026-12-01: use a multiple of the number of trees as rounds).
 Prints medians and percentiles per tree and their ratio; nothing here asserts a time.
 
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
-no earlier text had, so every query is encoded (here by the process's own encoder, not the shared
-encoder process that ``matcher serve --workers N`` starts: no IPC is included).
+no earlier text had, so every query is encoded: by the process's own encoder, or with ``--shared-encoder``
+by a shared encoder process started once for the run (as ``matcher serve --workers N`` does), so the local
+socket and the overlap of encoding with the rest of a search are included; HTTP is not.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ from matcher.settings import Settings
 args = json.loads(sys.argv[1])
 ctx = build_context(Settings())
 with ctx.sessions() as s:
-    ids = list(s.scalars(select(Need.id).order_by(Need.id).limit(20 + args["needs"])))
+    ids = list(s.scalars(select(Need.id).order_by(Need.id).offset(args["offset"]).limit(20 + args["needs"])))
 
 def page(need_id):
     with ctx.sessions() as s:
@@ -71,6 +76,14 @@ for i in ids[20:]:
     if profile:
         profile.disable()
 out = {"ms": times}
+if args["again_after"]:
+    # The page warmer's case: the same pages re-made a while later (after a write), data read once already.
+    time.sleep(args["again_after"])
+    out["ms_again"] = []
+    for i in ids[20:]:
+        t = time.perf_counter()
+        page(i)
+        out["ms_again"].append((time.perf_counter() - t) * 1000)
 if profile:
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
@@ -80,9 +93,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_round(service: synthetic.BenchService, code: Path, needs: int, profile: bool, texts: list[str]) -> dict:
-    env = {**service.env(), "PYTHONPATH": str(code)}
-    payload = {"needs": needs, "profile": profile, "texts": texts}
+def run_round(service: synthetic.BenchService, code: Path, needs: int, profile: bool, texts: list[str],
+              encoder_env: dict[str, str], offset: int = 0, again_after: float = 0) -> dict:
+    env = {**service.env(), **encoder_env, "PYTHONPATH": str(code)}
+    payload = {"needs": needs, "profile": profile, "texts": texts, "offset": offset, "again_after": again_after}
     done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(payload, ensure_ascii=False)],
                           env=env, cwd=code, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -101,29 +115,58 @@ def main() -> int:
                         help="对比的另一份代码（可重复）；本仓库总在其中")
     parser.add_argument("--profile", action="store_true", help="打印本仓库一轮的 cProfile（按累计时间）")
     parser.add_argument("--search", action="store_true", help="计时自由文本检索（每条文本都是新的，含查询编码）")
+    parser.add_argument("--shared-encoder", action="store_true",
+                        help="查询由共享编码进程编码（与 matcher serve --workers N 相同），而非子进程自己加载的模型")
+    parser.add_argument("--again-after", type=float, default=0, metavar="S",
+                        help="S 秒后再计时同一批需求一次（写入后页面预热器重做页面的情形；这些机器会换出约一分钟未访问的文件页）")
     args = parser.parse_args()
     service = synthetic.load_or_build(args.data_root / str(args.size), args.size, None)
     prepare_indexes(service, synthetic.REPO, sync=False)
     trees = [synthetic.REPO, *(c.resolve() for c in args.code)]
     times: dict[Path, list[float]] = {t: [] for t in trees}
+    again: dict[Path, list[float]] = {t: [] for t in trees}
+    runs = 0
     texts = search_queries(20 + args.needs) if args.search else []
-    for r in range(args.rounds):
-        # Each round starts with the next tree: a fixed order measured two copies of one tree 1.11x apart.
-        for tree in trees[r % len(trees):] + trees[: r % len(trees)]:
-            got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO, texts)
-            times[tree] += got["ms"]
-            if "profile" in got:
-                print(got["profile"])
+    shared = None
+    if args.shared_encoder:
+        from embeddings.encoder_service import SharedEncoderProcess
+        from matcher.settings import Settings
+
+        settings = Settings()  # the model and backend the children would load (MATCHER_* variables)
+        shared = SharedEncoderProcess(settings.embedding_model, service.data_dir, settings.embedding_backend).start()
+    try:
+        for r in range(args.rounds):
+            # Each round starts with the next tree: a fixed order measured two copies of one tree 1.11x apart.
+            for tree in trees[r % len(trees):] + trees[: r % len(trees)]:
+                # Each run its own needs: none was read by an earlier run, whose pages the kernel may still hold.
+                offset = 0 if args.search else (runs * (20 + args.needs)) % max(1, len(service.need_ids) - 20 - args.needs)
+                got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO, texts,
+                                shared.env() if shared else {}, offset, args.again_after)
+                runs += 1
+                times[tree] += got["ms"]
+                again[tree] += got.get("ms_again", [])
+                if "profile" in got:
+                    print(got["profile"])
+    finally:
+        if shared is not None:
+            shared.stop()
     what = "自由文本检索（新文本，含查询编码）" if args.search else "首次生成匹配页"
     print(f"{what}（进程内，{args.size:,} 条成果，每轮 {args.needs} 个{'文本' if args.search else '需求'}"
           f" × {args.rounds} 轮，轮间交替）：")
+    _report(trees, times)
+    if args.again_after:
+        print(f"{args.again_after:.0f} s 后同一批需求再生成一次：")
+        _report(trees, again)
+    return 0
+
+
+def _report(trees: list[Path], times: dict[Path, list[float]]) -> None:
     base = statistics.median(times[trees[0]])
     for tree in trees:
         ms = times[tree]
         q = statistics.quantiles(ms, n=20)
         print(f"  {tree}: p50 {statistics.median(ms):.1f} ms  p95 {q[18]:.1f} ms  均值 {statistics.mean(ms):.1f} ms"
               + ("" if tree == trees[0] else f"  （本仓库 p50 为其 {base / statistics.median(ms):.2f} 倍）"))
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python bench/bench_serving.py                    # 100k outcomes (built once under data/bench/100000)
     python bench/bench_serving.py --size 1000000     # 1M outcomes
     python bench/bench_serving.py --code /tmp/orig   # serve another checkout of the code (before/after)
+    python bench/bench_serving.py --only search --page-cache on   # free-text search alone
 
 Builds (or reuses, keyed by size) a synthetic service (bench/synthetic.py), opens its
 indexes once in this process so the files exist (timing the rebuild from stored
@@ -373,6 +374,8 @@ def main() -> int:
                         help="匹配页面缓存：先关后开各测一轮（默认），或只测一种")
     parser.add_argument("--search-texts", choices=("fresh", "repeated"), default="fresh",
                         help="检索文本：每次请求都是新文本（默认，含查询编码），或循环 300 条（查询向量多已缓存）")
+    parser.add_argument("--only", choices=("matches", "search"), default=None,
+                        help="只测已存需求的匹配或只测自由文本检索（默认两者都测）")
     args = parser.parse_args()
 
     service = synthetic.load_or_build(args.data_root / str(args.size), args.size, args.database_url)
@@ -398,6 +401,7 @@ def main() -> int:
         try:
             token = sign_in(server.base, service)
             kinds = [("matches", paths, [])] + ([("search", [], bodies)] if mode == "on" or args.page_cache == "off" else [])
+            kinds = [kind for kind in kinds if args.only in (None, kind[0])]
             for name, p, b in kinds:
                 label = "已存需求的匹配 GET /needs/{id}/matches" if name == "matches" else (
                     "自由文本检索 POST /search（" + ("每次都是新文本：含查询编码" if args.search_texts == "fresh"

@@ -48,7 +48,8 @@ def database_sessions():
     """A session factory on the configured database, migrated: for commands that need neither model nor indexes."""
     from .db import make_engine, make_sessionmaker, upgrade
 
-    engine = make_engine(get_settings().resolved_database_url())
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url(), settings.sqlite_cache_mb)
     upgrade(engine)
     return make_sessionmaker(engine)
 

@@ -53,13 +53,13 @@ def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = 
     model is the expensive part.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url(), settings.sqlite_cache_mb)
     upgrade(engine)
     sessions = make_sessionmaker(engine)
     with sessions() as session:
         source = instance_id(session)
     if settings.vector_cache_url:
-        cache_engine = make_engine(settings.vector_cache_url)
+        cache_engine = make_engine(settings.vector_cache_url, settings.sqlite_cache_mb)
         cache = VectorCache(cache_engine, create=True)
     else:
         cache = VectorCache(engine)

@@ -38,24 +38,34 @@ def _refuse_nul(_conn, _cursor, statement, parameters, _context, executemany):
     return statement, parameters
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
+# Database pages an SQLite process keeps in its own memory, all connections together (SQLite's soft heap
+# limit). The operating system's file cache would hold them too, but these machines page out file pages
+# left untouched for a minute (DAMON reclaim), and a match page re-made after a write then read ~35 of them
+# from disk again: at 100k outcomes, 2026-12-01, p95 56–267 ms against 47 ms with 256 MB here.
+SQLITE_CACHE_MB = 256
+
+
+def make_engine(url: str, sqlite_cache_mb: int = SQLITE_CACHE_MB) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and a page cache of its own.
 
     WAL lets readers run while a writer commits, and the busy timeout makes a
-    second writer wait instead of failing at once. Every engine refuses text
-    containing NUL characters (:func:`_refuse_nul`).
+    second writer wait instead of failing at once. SQLite keeps up to
+    ``sqlite_cache_mb`` of pages read in this process's memory (0: SQLite's
+    default of 2 MB per connection). Every engine refuses text containing NUL
+    characters (:func:`_refuse_nul`).
     """
-    engine = _make_engine(url)
+    engine = _make_engine(url, sqlite_cache_mb)
     event.listen(engine, "before_cursor_execute", _refuse_nul, retval=True)
     return engine
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, sqlite_cache_mb: int) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # Last in, first out: at low concurrency one connection serves most requests, so its cache stays warm.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -63,6 +73,11 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if sqlite_cache_mb:
+                # Each connection may cache up to the whole amount; the process-wide soft heap limit makes
+                # SQLite recycle the least recently used pages once all connections together reach it.
+                cur.execute(f"PRAGMA cache_size=-{int(sqlite_cache_mb) * 1024}")
+                cur.execute(f"PRAGMA soft_heap_limit={int(sqlite_cache_mb) * 1024 * 1024}")
             cur.close()
 
         return engine

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # then sends texts there instead of loading the model itself.
     encoder_address: str | None = None
     encoder_key: SecretStr | None = None
+    # SQLite only: database pages each process keeps in its own memory, all connections together (0: SQLite's
+    # default, 2 MB per connection). PostgreSQL's equivalent is the server's shared_buffers.
+    sqlite_cache_mb: int = Field(default=256, ge=0)
     # A separate store for the vector cache (tests share one across databases).
     vector_cache_url: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
