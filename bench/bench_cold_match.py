@@ -15,7 +15,8 @@ page warmer pays re-making pages after a write (these machines page out file pag
 about a minute, so the wait decides whether the data comes from memory). Rounds alternate between the trees,
 so a busy neighbour slows both alike, and each round starts with the next tree (with a fixed order, two
 copies of one tree came out 1.11x apart on 2026-12-01: use a multiple of the number of trees as rounds).
-Prints medians and percentiles per tree and their ratio; nothing here asserts a time.
+Prints medians and percentiles per tree, their ratio, and the 4 kB pages each page read from the disk
+(``/proc/self/io``: the kernel's file cache does not count); nothing here asserts a time.
 
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
 no earlier text had, so every query is encoded: by the process's own encoder, or with ``--shared-encoder``
@@ -46,6 +47,13 @@ from matcher.schemas import MatchFilters
 from matcher.settings import Settings
 
 args = json.loads(sys.argv[1])
+
+def disk_pages():
+    # Bytes this process had read from the disk itself (kernel file cache hits not included), in 4 kB pages.
+    for line in open("/proc/self/io"):
+        if line.startswith("read_bytes"):
+            return int(line.split()[1]) / 4096
+
 ctx = build_context(Settings())
 with ctx.sessions() as s:
     ids = list(s.scalars(select(Need.id).order_by(Need.id).offset(args["offset"]).limit(20 + args["needs"])))
@@ -66,24 +74,26 @@ if args["texts"]:
 for i in ids[:20]:
     page(i)
 profile = cProfile.Profile() if args["profile"] else None
-times = []
+times, pages = [], []
 for i in ids[20:]:
     if profile:
         profile.enable()
-    t = time.perf_counter()
+    t, d = time.perf_counter(), disk_pages()
     page(i)
     times.append((time.perf_counter() - t) * 1000)
+    pages.append(disk_pages() - d)
     if profile:
         profile.disable()
-out = {"ms": times}
+out = {"ms": times, "pages": pages}
 if args["again_after"]:
     # The page warmer's case: the same pages re-made a while later (after a write), data read once already.
     time.sleep(args["again_after"])
-    out["ms_again"] = []
+    out["ms_again"], out["pages_again"] = [], []
     for i in ids[20:]:
-        t = time.perf_counter()
+        t, d = time.perf_counter(), disk_pages()
         page(i)
         out["ms_again"].append((time.perf_counter() - t) * 1000)
+        out["pages_again"].append(disk_pages() - d)
 if profile:
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
@@ -125,6 +135,8 @@ def main() -> int:
     trees = [synthetic.REPO, *(c.resolve() for c in args.code)]
     times: dict[Path, list[float]] = {t: [] for t in trees}
     again: dict[Path, list[float]] = {t: [] for t in trees}
+    pages: dict[Path, list[float]] = {t: [] for t in trees}
+    pages_again: dict[Path, list[float]] = {t: [] for t in trees}
     runs = 0
     texts = search_queries(20 + args.needs) if args.search else []
     shared = None
@@ -145,6 +157,8 @@ def main() -> int:
                 runs += 1
                 times[tree] += got["ms"]
                 again[tree] += got.get("ms_again", [])
+                pages[tree] += got["pages"]
+                pages_again[tree] += got.get("pages_again", [])
                 if "profile" in got:
                     print(got["profile"])
     finally:
@@ -153,19 +167,20 @@ def main() -> int:
     what = "自由文本检索（新文本，含查询编码）" if args.search else "首次生成匹配页"
     print(f"{what}（进程内，{args.size:,} 条成果，每轮 {args.needs} 个{'文本' if args.search else '需求'}"
           f" × {args.rounds} 轮，轮间交替）：")
-    _report(trees, times)
+    _report(trees, times, pages)
     if args.again_after:
         print(f"{args.again_after:.0f} s 后同一批需求再生成一次：")
-        _report(trees, again)
+        _report(trees, again, pages_again)
     return 0
 
 
-def _report(trees: list[Path], times: dict[Path, list[float]]) -> None:
+def _report(trees: list[Path], times: dict[Path, list[float]], pages: dict[Path, list[float]]) -> None:
     base = statistics.median(times[trees[0]])
     for tree in trees:
         ms = times[tree]
         q = statistics.quantiles(ms, n=20)
         print(f"  {tree}: p50 {statistics.median(ms):.1f} ms  p95 {q[18]:.1f} ms  均值 {statistics.mean(ms):.1f} ms"
+              f"  每次从磁盘读 {statistics.mean(pages[tree]):.1f} 页（4 kB）"
               + ("" if tree == trees[0] else f"  （本仓库 p50 为其 {base / statistics.median(ms):.2f} 倍）"))
 
 

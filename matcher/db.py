@@ -1,8 +1,10 @@
 """Engines, sessions and schema migrations."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, select
@@ -43,6 +45,10 @@ def _refuse_nul(_conn, _cursor, statement, parameters, _context, executemany):
 # left untouched for a minute (DAMON reclaim), and a match page re-made after a write then read ~35 of them
 # from disk again: at 100k outcomes, 2026-12-01, p95 56–267 ms against 47 ms with 256 MB here.
 SQLITE_CACHE_MB = 256
+# JSON columns hold Chinese as UTF-8 (3 bytes a character) rather than \uXXXX escapes (6): an outcome's
+# explanation terms were 3.8 kB escaped, which pushed its row past one 4 kB SQLite page, so every fetch of
+# the row read an overflow page too. Rows written before keep their escapes until their next write.
+_JSON_UTF8 = partial(json.dumps, ensure_ascii=False)
 
 
 def make_engine(url: str, sqlite_cache_mb: int = SQLITE_CACHE_MB) -> Engine:
@@ -51,8 +57,8 @@ def make_engine(url: str, sqlite_cache_mb: int = SQLITE_CACHE_MB) -> Engine:
     WAL lets readers run while a writer commits, and the busy timeout makes a
     second writer wait instead of failing at once. SQLite keeps up to
     ``sqlite_cache_mb`` of pages read in this process's memory (0: SQLite's
-    default of 2 MB per connection). Every engine refuses text containing NUL
-    characters (:func:`_refuse_nul`).
+    default of 2 MB per connection). Every engine writes JSON as UTF-8 and
+    refuses text containing NUL characters (:func:`_refuse_nul`).
     """
     engine = _make_engine(url, sqlite_cache_mb)
     event.listen(engine, "before_cursor_execute", _refuse_nul, retval=True)
@@ -65,7 +71,8 @@ def _make_engine(url: str, sqlite_cache_mb: int) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Last in, first out: at low concurrency one connection serves most requests, so its cache stays warm.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True,
+                               json_serializer=_JSON_UTF8)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -81,7 +88,7 @@ def _make_engine(url: str, sqlite_cache_mb: int) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_JSON_UTF8)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
