@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .db import SQLITE_CACHE_MB
+
 
 class Settings(BaseSettings):
     """Every knob in one place; environment variables override the defaults.
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     encoder_key: SecretStr | None = None
     # SQLite only: database pages each process keeps in its own memory, all connections together (0: SQLite's
     # default, 2 MB per connection). PostgreSQL's equivalent is the server's shared_buffers.
-    sqlite_cache_mb: int = Field(default=256, ge=0)
+    sqlite_cache_mb: int = Field(default=SQLITE_CACHE_MB, ge=0)
     # A separate store for the vector cache (tests share one across databases).
     vector_cache_url: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
