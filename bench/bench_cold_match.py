@@ -21,7 +21,7 @@ Prints medians and percentiles per tree, their ratio, and the 4 kB pages each pa
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
 no earlier text had, so every query is encoded: by the process's own encoder, or with ``--shared-encoder``
 by a shared encoder process started once for the run (as ``matcher serve --workers N`` does), so the local
-socket and the overlap of encoding with the rest of a search are included; HTTP is not.
+socket is included; HTTP is not.
 """
 from __future__ import annotations
 
@@ -50,9 +50,10 @@ args = json.loads(sys.argv[1])
 
 def disk_pages():
     # Bytes this process had read from the disk itself (kernel file cache hits not included), in 4 kB pages.
-    for line in open("/proc/self/io"):
-        if line.startswith("read_bytes"):
-            return int(line.split()[1]) / 4096
+    with open("/proc/self/io") as io_counts:
+        for line in io_counts:
+            if line.startswith("read_bytes"):
+                return int(line.split()[1]) / 4096
 
 ctx = build_context(Settings())
 with ctx.sessions() as s:
@@ -74,26 +75,25 @@ if args["texts"]:
 for i in ids[:20]:
     page(i)
 profile = cProfile.Profile() if args["profile"] else None
-times, pages = [], []
-for i in ids[20:]:
-    if profile:
-        profile.enable()
-    t, d = time.perf_counter(), disk_pages()
-    page(i)
-    times.append((time.perf_counter() - t) * 1000)
-    pages.append(disk_pages() - d)
-    if profile:
-        profile.disable()
-out = {"ms": times, "pages": pages}
+
+def timed(profile=None):
+    times, pages = [], []
+    for i in ids[20:]:
+        if profile:
+            profile.enable()
+        t, d = time.perf_counter(), disk_pages()
+        page(i)
+        times.append((time.perf_counter() - t) * 1000)
+        pages.append(disk_pages() - d)
+        if profile:
+            profile.disable()
+    return {"ms": times, "pages": pages}
+
+out = {"first": timed(profile)}
 if args["again_after"]:
     # The page warmer's case: the same pages re-made a while later (after a write), data read once already.
     time.sleep(args["again_after"])
-    out["ms_again"], out["pages_again"] = [], []
-    for i in ids[20:]:
-        t, d = time.perf_counter(), disk_pages()
-        page(i)
-        out["ms_again"].append((time.perf_counter() - t) * 1000)
-        out["pages_again"].append(disk_pages() - d)
+    out["again"] = timed()
 if profile:
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
@@ -130,13 +130,13 @@ def main() -> int:
     parser.add_argument("--again-after", type=float, default=0, metavar="S",
                         help="S 秒后再计时同一批需求一次（写入后页面预热器重做页面的情形；这些机器会换出约一分钟未访问的文件页）")
     args = parser.parse_args()
+    if args.search and args.again_after:
+        parser.error("--again-after 只用于匹配页：检索文本再问一次时查询向量已在内存里")
     service = synthetic.load_or_build(args.data_root / str(args.size), args.size, None)
     prepare_indexes(service, synthetic.REPO, sync=False)
     trees = [synthetic.REPO, *(c.resolve() for c in args.code)]
-    times: dict[Path, list[float]] = {t: [] for t in trees}
-    again: dict[Path, list[float]] = {t: [] for t in trees}
-    pages: dict[Path, list[float]] = {t: [] for t in trees}
-    pages_again: dict[Path, list[float]] = {t: [] for t in trees}
+    # Per pass ("first", and "again" with --again-after) and tree: the child's "ms" and "pages" lists, joined.
+    got_all: dict[str, dict[Path, dict[str, list[float]]]] = {}
     runs = 0
     texts = search_queries(20 + args.needs) if args.search else []
     shared = None
@@ -155,10 +155,9 @@ def main() -> int:
                 got = run_round(service, tree, args.needs, args.profile and r == 0 and tree == synthetic.REPO, texts,
                                 shared.env() if shared else {}, offset, args.again_after)
                 runs += 1
-                times[tree] += got["ms"]
-                again[tree] += got.get("ms_again", [])
-                pages[tree] += got["pages"]
-                pages_again[tree] += got.get("pages_again", [])
+                for name in ("first", "again"):
+                    for key, values in got.get(name, {}).items():
+                        got_all.setdefault(name, {}).setdefault(tree, {}).setdefault(key, []).extend(values)
                 if "profile" in got:
                     print(got["profile"])
     finally:
@@ -167,20 +166,20 @@ def main() -> int:
     what = "自由文本检索（新文本，含查询编码）" if args.search else "首次生成匹配页"
     print(f"{what}（进程内，{args.size:,} 条成果，每轮 {args.needs} 个{'文本' if args.search else '需求'}"
           f" × {args.rounds} 轮，轮间交替）：")
-    _report(trees, times, pages)
+    _report(trees, got_all["first"])
     if args.again_after:
         print(f"{args.again_after:.0f} s 后同一批需求再生成一次：")
-        _report(trees, again, pages_again)
+        _report(trees, got_all["again"])
     return 0
 
 
-def _report(trees: list[Path], times: dict[Path, list[float]], pages: dict[Path, list[float]]) -> None:
-    base = statistics.median(times[trees[0]])
+def _report(trees: list[Path], got: dict[Path, dict[str, list[float]]]) -> None:
+    base = statistics.median(got[trees[0]]["ms"])
     for tree in trees:
-        ms = times[tree]
+        ms = got[tree]["ms"]
         q = statistics.quantiles(ms, n=20)
         print(f"  {tree}: p50 {statistics.median(ms):.1f} ms  p95 {q[18]:.1f} ms  均值 {statistics.mean(ms):.1f} ms"
-              f"  每次从磁盘读 {statistics.mean(pages[tree]):.1f} 页（4 kB）"
+              f"  每次从磁盘读 {statistics.mean(got[tree]['pages']):.1f} 页（4 kB）"
               + ("" if tree == trees[0] else f"  （本仓库 p50 为其 {base / statistics.median(ms):.2f} 倍）"))
 
 

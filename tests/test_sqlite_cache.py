@@ -14,9 +14,10 @@ ROWS, ROW_BYTES = 2000, 4000  # ~8 MB: four times SQLite's own default cache of 
 
 def _chars_read() -> int:
     # rchar counts every byte read() returned, from the disk or from the kernel's file cache alike.
-    for line in open("/proc/self/io"):
-        if line.startswith("rchar"):
-            return int(line.split()[1])
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("rchar"):
+                return int(line.split()[1])
     raise AssertionError("no rchar in /proc/self/io")
 
 
