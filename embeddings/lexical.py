@@ -42,6 +42,8 @@ from threading import RLock
 import numpy as np
 from scipy import sparse
 
+from .bm25_kernels import add_postings
+
 FORMAT = 2
 # Merge the delta into the base when it holds this many documents, or this share of the base.
 MIN_MERGE = 4096
@@ -207,17 +209,17 @@ class LexicalScores:
     def _add_postings(self, terms: np.ndarray, partial: np.ndarray) -> None:
         """Add the weights of the postings of query rows ``terms`` to ``partial`` (one float64 per base column).
 
-        Term by term: a row's columns are distinct, so a fancy-index add is exact and needs no copy of
-        the rows. Columns a pruned top may not return (removed, or outside the allowed set) stay 0.
+        Term by term, in the order given. Columns a pruned top may not return (removed, or outside the
+        allowed set) stay 0.
         """
-        indices, data, norm = self.matrix.indices, self.matrix.data, self._all_norms()
-        for j in terms.tolist():
-            start, end = int(self.starts[j]), int(self.ends[j])
-            if start < end:
-                cols, tf = indices[start:end], data[start:end]
-                partial[cols] += tf / (tf + norm[cols]) * self.idf_rows[j]
+        self._add(terms, partial)
         if self._ok is not None:
             partial *= self._ok
+
+    def _add(self, terms: np.ndarray, acc: np.ndarray) -> None:
+        """Add every posting's weight of query rows ``terms`` (in that order) to ``acc`` (float64 per base column)."""
+        add_postings(self.matrix.indices, self.matrix.data, self.starts, self.ends, self.idf_rows,
+                     self._all_norms(), np.asarray(terms, dtype=np.int64), acc)
 
     def _exact_base(self, cols: np.ndarray) -> np.ndarray:
         """Exact scores of live base columns ``cols`` (sorted, unique, dtype of the matrix indices)."""
@@ -250,20 +252,14 @@ class LexicalScores:
     def _full_scores(self) -> np.ndarray:
         """Scores of every position from all postings of every query term (the reference pass).
 
-        Term by term into a float64 accumulator: each row's columns are distinct, so a fancy-index add
-        is exact and sums a column's weights in ascending term order, as every other path does. No row is
-        copied out and no per-posting term number is made (one ``bincount`` over them took twice as long).
+        Term by term into a float64 accumulator, in ascending term order as every other path sums
+        (:func:`~embeddings.bm25_kernels.add_postings`: one compiled pass, no copy of any row).
         """
         if self._full is None:
             scores = np.zeros(self.n_base + self.n_delta, np.float32)
             if len(self.rows):
                 acc = np.zeros(self.n_base, np.float64)
-                norm = self._all_norms()
-                indices, data = self.matrix.indices, self.matrix.data
-                for j, (start, end) in enumerate(zip(self.starts.tolist(), self.ends.tolist())):
-                    if start < end:
-                        cols, tf = indices[start:end], data[start:end]
-                        acc[cols] += tf / (tf + norm[cols]) * self.idf_rows[j]
+                self._add(np.arange(len(self.rows)), acc)
                 scores[:self.n_base] = acc
                 if self.has_dead:
                     scores[:self.n_base] *= self.alive  # removed columns score 0, as if their postings were gone
