@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -90,7 +91,16 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
         ctx = app.state.ctx
         warmer = (PageWarmer(ctx, ctx.settings.match_page_warm_quiet_s).start()
                   if owned and ctx.pages.max_recipes else None)
+        # Serving starts at once; the sentence memory fills beside it (a first view misses it until then).
+        stopping = threading.Event()
+        filler = threading.Thread(target=ctx.indexes.fill_sentences, args=(stopping.is_set,), name="sentence-fill",
+                                  daemon=True) if owned else None
+        if filler is not None:
+            filler.start()
         yield
+        stopping.set()
+        if filler is not None:
+            filler.join(timeout=10)
         if warmer is not None:
             warmer.stop()
         if owned:

@@ -8,8 +8,8 @@
     python bench/bench_cold_match.py --search --shared-encoder   # ... encoded in a shared encoder process
 
 Uses the synthetic service of bench/bench_serving.py (built once per size under data/bench). Each round
-runs in a fresh process per code tree (``PYTHONPATH`` = that tree), makes 20 pages to warm the process
-up, then times ``make_page`` for needs no earlier run asked: ranking, explanations and serialisation,
+runs in a fresh process per code tree (``PYTHONPATH`` = that tree), fills its sentence memory as a serving
+worker does after start (code that has one), makes 20 pages to warm the process up, then times ``make_page`` for needs no earlier run asked: ranking, explanations and serialisation,
 exactly what a first view pays. ``--again-after S`` times the same needs again S seconds later, what the
 page warmer pays re-making pages after a write (these machines page out file pages left untouched for
 about a minute, so the wait decides whether the data comes from memory). Rounds alternate between the trees,
@@ -56,6 +56,8 @@ def disk_pages():
                 return int(line.split()[1]) / 4096
 
 ctx = build_context(Settings())
+if hasattr(ctx.indexes, "fill_sentences"):
+    ctx.indexes.fill_sentences()  # as a serving worker does in the background after start
 with ctx.sessions() as s:
     ids = list(s.scalars(select(Need.id).order_by(Need.id).offset(args["offset"]).limit(20 + args["needs"])))
 

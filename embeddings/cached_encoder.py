@@ -50,6 +50,16 @@ class CachedEncoder:
             while len(self._memory) > self._memory_items:
                 self._unsaved.discard(self._memory.popitem(last=False)[0])
 
+    def cached(self, texts: Sequence[str], kind: str) -> list[np.ndarray | None]:
+        """The vector of each text already computed with this model (None where there is none); never encodes."""
+        keys = [text_key(t, kind) for t in texts]
+        with self._lock:
+            found = {k: self._memory[k] for k in keys if k in self._memory}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing and self.cache is not None:
+            found.update(self.cache.get_many(self.model_id, missing))
+        return [found.get(k) for k in keys]
+
     def encode(
         self, texts: Sequence[str], kind: str, *, on_progress: ProgressCallback | None = None, persist: bool = True
     ) -> np.ndarray:

@@ -71,7 +71,7 @@ def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = 
         encoder = RemoteEncoder(settings.encoder_address, bytes.fromhex(key))
     encoder = encoder or Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
     cached = CachedEncoder(encoder, cache)
-    indexes = SearchIndexes(cached, sessions, settings.index_dir, source)
+    indexes = SearchIndexes(cached, sessions, settings.index_dir, source, settings.sentence_memory_mb * 1024 * 1024)
     if open_indexes:
         how = indexes.open(on_progress=on_progress)
         log.info("indexes %s (needs=%d, outcomes=%d)", how, len(indexes.indexes["needs"]), len(indexes.indexes["outcomes"]))

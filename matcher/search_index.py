@@ -12,12 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from collections import OrderedDict
 from threading import Lock
 
 import numpy as np
 from sqlalchemy import event, func, inspect, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, raiseload, sessionmaker
 
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.index import IndexMeta, VectorIndex
@@ -27,6 +26,7 @@ from . import change_log
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import Enterprise, IndexChange, Institution, Need, Outcome, Pairing, Project, Region
 from .page_marks import NEED_FACTS, OUTCOME_FACTS, PageMarks
+from .sentence_memory import DEFAULT_MB, SentenceVectors
 from .tokens import TermTokenizer
 
 log = logging.getLogger(__name__)
@@ -87,62 +87,11 @@ def _pair_moved(pairing: Pairing) -> bool:
     return state.persistent and any(state.attrs[key].history.deleted for key in ("need_id", "outcome_id"))
 
 
-# Sentence vectors of recently ranked or explained records, kept per worker so a
-# match does not read them from the database each time (~1.5 kB per sentence).
-# Measured at 100k (bench_serving, ranking every request): 64 MB cut a worker's RSS by only ~20 MB but
-# its stored-need match throughput from 36 to 21 requests/s (more sentence-vector reads), so it stays here.
-SENTENCE_MEMORY_BYTES = 192 * 1024 * 1024
-
-
-class SentenceVectors:
-    """A bounded LRU of each record's sentence vectors, keyed by record and content.
-
-    The key carries the record's content hash, so an edited record is simply a
-    miss; nothing needs invalidating when the change log is applied.
-    """
-
-    def __init__(self, encoder: CachedEncoder, max_bytes: int = SENTENCE_MEMORY_BYTES):
-        self.encoder, self.max_bytes = encoder, max_bytes
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = Lock()
-        self.misses = 0
-
-    def get(self, records) -> dict[int, np.ndarray]:
-        """Sentence vectors (one row per :func:`sentences_of` sentence) of each record, by record id."""
-        out: dict[int, np.ndarray] = {}
-        todo = []
-        with self._lock:
-            for r in records:
-                key = (side_of(r), r.id, r.content_hash)
-                got = self._items.get(key)
-                if got is None:
-                    todo.append((key, r))
-                else:
-                    self._items.move_to_end(key)
-                    out[r.id] = got
-        if todo:
-            sentences = [sentences_of(r) for _, r in todo]
-            flat = self.encoder.encode([s for ss in sentences for s in ss], "passage")
-            start = 0
-            with self._lock:
-                self.misses += len(todo)
-                for (key, r), ss in zip(todo, sentences):
-                    vecs = flat[start : start + len(ss)]
-                    start += len(ss)
-                    out[r.id] = vecs
-                    if key not in self._items:
-                        self._items[key] = vecs
-                        self._bytes += vecs.nbytes
-                while self._bytes > self.max_bytes and self._items:
-                    self._bytes -= self._items.popitem(last=False)[1].nbytes
-        return out
-
-
 class SearchIndexes:
     """Needs and outcomes indexes for one process, synced from the database."""
 
-    def __init__(self, encoder: CachedEncoder, sessions: sessionmaker[Session], index_dir: Path, source: str):
+    def __init__(self, encoder: CachedEncoder, sessions: sessionmaker[Session], index_dir: Path, source: str,
+                 sentence_bytes: int = DEFAULT_MB * 1024 * 1024):
         self.encoder = encoder
         self.sessions = sessions
         self.index_dir = Path(index_dir)
@@ -151,7 +100,8 @@ class SearchIndexes:
         # The lexical channel is rebuilt from the database at start (it has no file).
         self.tokenizer = TermTokenizer()
         self.lexical = {side: LexicalIndex() for side in SIDES}
-        self.sentences = SentenceVectors(encoder)
+        self.sentences = SentenceVectors(encoder, sentence_bytes)
+        self.sentences_filled = False  # set once fill_sentences has run to its end
         self.version = 0
         # When each record's match page last went out of date (pages are checked against it, not the version).
         self.marks = PageMarks()
@@ -330,9 +280,11 @@ class SearchIndexes:
             gone = [i for i in ids if i not in records or not is_indexed(records[i])]
             self.indexes[side].remove(gone)
             self.lexical[side].remove(gone)
+            self.sentences.drop(side, gone)
             if live:
                 self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
                 learned += self._index_lexical(side, live)
+                self.sentences.put(live)
             touched += len(ids)
         # Marks before the version: a request between the two sees a page as stale, never a stale page as current.
         # A new term cuts every query text again, so every page may rank differently.
@@ -375,6 +327,36 @@ class SearchIndexes:
     def search(self, side: str, vector: np.ndarray, k: int, allowed_ids=None) -> list[tuple[int, float]]:
         """Top-k (id, score) of ``side`` for a vector."""
         return self.indexes[side].search(vector, k, allowed_ids)
+
+    def fill_sentences(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Hold the sentence vectors of indexed records from the vector cache, outcomes first, newest first,
+        until the memory's budget is full or ``stop()``; returns how many records were added.
+
+        A serving worker runs this in the background after start (:mod:`api.main`); nothing is encoded.
+        """
+        held, started = 0, time.perf_counter()
+        for side in ("outcomes", "needs"):
+            model = MODEL_OF[side]
+            body = model.description if side == "needs" else model.abstract
+            stmt = (select(model).where(model.deleted_at.is_(None)).order_by(model.id.desc())
+                    .options(load_only(model.title, body, model.content_hash, model.status, model.deleted_at,
+                                       raiseload=True), raiseload("*"))
+                    .execution_options(yield_per=_BATCH))
+
+            def batches(session: Session):
+                for batch in session.scalars(stmt).partitions():
+                    if stop():
+                        return
+                    yield [r for r in batch if is_indexed(r)]
+
+            with self.sessions() as session:
+                held += self.sentences.fill(batches(session))
+            if self.sentences.full or stop():
+                break
+        log.info("sentence memory: %d records added in %.1f s (%d held, %.0f MB)", held, time.perf_counter() - started,
+                 len(self.sentences), self.sentences.nbytes / 2**20)
+        self.sentences_filled = not stop()
+        return held
 
     def sentence_vectors(self, records) -> dict[int, np.ndarray]:
         """Each record's sentence vectors by id (from memory; one batched cache read for the rest)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import sentence_memory
 from .db import SQLITE_CACHE_MB
 
 
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     # SQLite only: database pages each process keeps in its own memory, all connections together (0: SQLite's
     # default, 2 MB per connection). PostgreSQL's equivalent is the server's shared_buffers.
     sqlite_cache_mb: int = Field(default=SQLITE_CACHE_MB, ge=0)
+    # Records' sentence vectors each worker holds in memory (filled from the vector cache at start, kept
+    # current by the change log), so a first view reads none from the database; beyond it, the most recently used.
+    sentence_memory_mb: int = Field(default=sentence_memory.DEFAULT_MB, ge=0)
     # A separate store for the vector cache (tests share one across databases).
     vector_cache_url: str | None = None
     max_upload_bytes: int = 10 * 1024 * 1024

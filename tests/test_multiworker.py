@@ -127,6 +127,8 @@ def _assert_indexes_agree_with_database(workers: Workers) -> None:
         health = client.get("/health").json()
         assert health["index_version"] == version, health
         assert health["indexed"]["needs"] == live, health
+        # Every indexed record's sentence vectors are in each worker's memory, whoever wrote the record.
+        assert health["sentence_memory"]["records"] == sum(health["indexed"].values()), health
 
 
 def test_a_write_through_one_worker_is_served_by_every_worker_on_its_next_request(workers):

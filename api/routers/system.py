@@ -23,4 +23,8 @@ def health(ctx: Ctx):
         # This worker's finished match pages: how many it holds, and how many recently viewed ones the
         # background warmer has still to re-make after the last write (0 once it has caught up).
         "match_pages": {"held": ctx.pages.held(ix.version), "to_remake": len(ctx.pages.to_remake(ix.version))},
+        # Records whose sentence vectors this worker holds in memory (filled at start, then kept current),
+        # and whether that start-up fill has finished.
+        "sentence_memory": {"records": len(ix.sentences), "mb": round(ix.sentences.nbytes / 2**20, 1),
+                            "filled": ix.sentences_filled},
     }
