@@ -7,6 +7,11 @@ worker holds them: filled at start from the vector cache (newest records first, 
 lasts; :meth:`SentenceVectors.fill`), kept current by the change log (:meth:`put`, :meth:`drop`), and
 beyond the budget a least-recently-used memory of what was asked. An entry carries the record's
 content hash, so an edited record is never answered with its old sentences.
+
+Vectors are held as float16, half the memory of the float32 the encoder gives (at 10^5 outcomes the
+difference between fitting a worker in 1.5 GB and not). Every vector this memory returns went through
+that rounding, held or not, so every worker and every path scores a sentence alike; a sentence's cosine
+moves by at most 2^-11 (~5e-4) of float32's, in practice ~1e-5 (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ from embeddings.cached_encoder import CachedEncoder
 
 from .documents import sentences_of, side_of
 
-# ~1.5 kB a sentence (384 float32). The 100k-outcome bench service (2.4 sentences a record) fits in ~370 MB.
-DEFAULT_MB = 384
+# 768 bytes a sentence (384 float16). The 100k-outcome bench service (~3 sentences a record) takes ~230 MB.
+DEFAULT_MB = 256
+HELD = np.float16
 
 
 class SentenceVectors:
@@ -57,14 +63,14 @@ class SentenceVectors:
                     todo.append(r)
                 else:
                     self._items.move_to_end(key)
-                    out[r.id] = got[1]
+                    out[r.id] = got[1].astype(np.float32)
         if todo:
             sentences = [sentences_of(r) for r in todo]
             flat = self.encoder.encode([s for ss in sentences for s in ss], "passage")
             with self._lock:
                 self.misses += len(todo)
                 for r, vecs in zip(todo, _split(flat, sentences)):
-                    out[r.id] = vecs
+                    out[r.id] = vecs.astype(np.float32)
                     self._hold(r, vecs, recent=True)
         return out
 
@@ -92,9 +98,9 @@ class SentenceVectors:
                 start += len(ss)
                 if any(v is None for v in vecs):
                     continue  # never encoded (written before sentences were): read on first use instead
-                if not recent and self._bytes + len(ss) * self.encoder.dim * 4 > self.max_bytes:
+                if not recent and self._bytes + len(ss) * self.encoder.dim * _ITEM > self.max_bytes:
                     break
-                held += self._hold(r, np.stack(vecs), recent)
+                held += self._hold(r, np.stack(vecs).astype(HELD), recent)
         return held
 
     def fill(self, batches) -> int:
@@ -110,7 +116,7 @@ class SentenceVectors:
     @property
     def full(self) -> bool:
         """Whether the budget is (nearly) used: one more record of a few sentences would not fit."""
-        return self._bytes + 8 * self.encoder.dim * 4 > self.max_bytes
+        return self._bytes + 8 * self.encoder.dim * _ITEM > self.max_bytes
 
     def drop(self, side: str, ids) -> None:
         """Forget the records ``ids`` of ``side`` (deleted, closed or withdrawn)."""
@@ -138,9 +144,12 @@ class SentenceVectors:
 
 
 def _split(flat: np.ndarray, sentences: list[list[str]]) -> list[np.ndarray]:
-    """Each record's rows of ``flat``, copied: a view would keep the whole batch's array alive."""
+    """Each record's rows of ``flat`` as held (float16 copies: a view would keep the batch's array alive)."""
     out, start = [], 0
     for ss in sentences:
-        out.append(flat[start:start + len(ss)].copy())
+        out.append(flat[start:start + len(ss)].astype(HELD))
         start += len(ss)
     return out
+
+
+_ITEM = np.dtype(HELD).itemsize

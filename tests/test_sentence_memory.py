@@ -50,6 +50,22 @@ def _outcome(i: int, abstract: str, content: str = "v1") -> Outcome:
 ABSTRACT = "锂离子电池液冷散热技术。电芯温差控制在3℃以内。适用于储能电站和电动汽车。"
 
 
+def _held(vectors: np.ndarray) -> np.ndarray:
+    """Vectors as the memory holds and returns them (through float16)."""
+    return vectors.astype(np.float16).astype(np.float32)
+
+
+def test_every_path_returns_the_same_rounded_vectors():
+    # Held, just read, or read by a memory with no room: a sentence scores alike in every worker.
+    a = _outcome(1, ABSTRACT)
+    want = _held(CountingEncoder().encode(sentences_of(a), "passage"))
+    holding, none = SentenceVectors(CountingEncoder()), SentenceVectors(CountingEncoder(), max_bytes=0)
+    first, again, unheld = holding.get([a])[1], holding.get([a])[1], none.get([a])[1]
+    assert len(holding) == 1 and len(none) == 0
+    for got in (first, again, unheld):
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
 def test_one_batched_read_then_memory_then_reread_after_an_edit():
     enc = CountingEncoder()
     memory = SentenceVectors(enc)
@@ -57,10 +73,10 @@ def test_one_batched_read_then_memory_then_reread_after_an_edit():
     got = memory.get([a, b])
     assert len(enc.calls) == 1  # both records' sentences in one read
     assert got[1].shape == (len(sentences_of(a)), enc.dim) and got[2].shape[0] == len(sentences_of(b))
-    np.testing.assert_array_equal(got[1], enc.encode(sentences_of(a), "passage"))
+    np.testing.assert_array_equal(got[1], _held(enc.encode(sentences_of(a), "passage")))
     enc.calls.clear()
     again = memory.get([a, b])
-    assert enc.calls == [] and np.array_equal(again[1], got[1])
+    assert enc.calls == [] and np.array_equal(again[1], got[1]) and again[1].dtype == np.float32
     edited = _outcome(1, "全新的摘要内容。与之前完全不同的句子。", content="v2")
     assert memory.get([edited])[1].shape[0] == len(sentences_of(edited)) and len(enc.calls) == 1
     assert len(memory) == 2  # the edit replaced the record's entry, it did not add one
@@ -68,7 +84,7 @@ def test_one_batched_read_then_memory_then_reread_after_an_edit():
 
 def test_memory_stays_under_its_byte_budget():
     enc = CountingEncoder()
-    memory = SentenceVectors(enc, max_bytes=3 * 4 * enc.dim * 3)  # room for about three records of three sentences
+    memory = SentenceVectors(enc, max_bytes=3 * 2 * enc.dim * 3)  # room for about three records of three sentences
     for i in range(20):
         memory.get([_outcome(i, ABSTRACT + f"第{i}号。")])
     assert memory.nbytes <= memory.max_bytes and len(memory) < 20
@@ -84,13 +100,13 @@ def test_put_takes_only_stored_vectors_and_never_encodes():
     memory = SentenceVectors(enc)
     assert memory.put([stored, never_encoded]) == 1
     assert enc.calls == [] and len(memory) == 1
-    assert np.array_equal(memory.get([stored])[1], enc.encode(sentences_of(stored), "passage"))
+    assert np.array_equal(memory.get([stored])[1], _held(enc.encode(sentences_of(stored), "passage")))
 
 
 def test_filling_stops_at_the_budget_and_neither_evicts_nor_overwrites():
     texts = [ABSTRACT + f"第{i}号。" for i in range(30)]
     enc = CountingEncoder(cached_texts=[s for t in texts for s in sentences_of(_outcome(0, t))])
-    per_record = len(sentences_of(_outcome(0, texts[0]))) * enc.dim * 4
+    per_record = len(sentences_of(_outcome(0, texts[0]))) * enc.dim * 2
     memory = SentenceVectors(enc, max_bytes=10 * per_record)
     asked = _outcome(99, texts[0])
     memory.get([asked])  # asked before the fill: must survive it
@@ -110,7 +126,7 @@ def test_dropped_records_are_forgotten():
     memory = SentenceVectors(enc)
     memory.get([_outcome(1, ABSTRACT), _outcome(2, ABSTRACT)])
     memory.drop("outcomes", [1, 3])
-    assert len(memory) == 1 and memory.nbytes == len(sentences_of(_outcome(2, ABSTRACT))) * enc.dim * 4
+    assert len(memory) == 1 and memory.nbytes == len(sentences_of(_outcome(2, ABSTRACT))) * enc.dim * 2
 
 
 def _count_cache_reads(ctx, monkeypatch) -> list[int]:
