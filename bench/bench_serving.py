@@ -196,8 +196,12 @@ class Server:
         match = re.search(r"共享向量编码进程就绪（pid (\d+)）", Path(self.log.name).read_text(errors="replace"))
         return int(match.group(1)) if match else None
 
-    def worker_rss_mb(self) -> tuple[list[float], float | None]:
-        """RSS of each API worker, and of the shared encoder process if there is one."""
+    def worker_rss_mb(self) -> tuple[list[tuple[float, float]], float | None]:
+        """(RSS, of which file-backed) of each API worker, and the RSS of the shared encoder process if any.
+
+        The file-backed part is mapped libraries and files (numba's LLVM alone is ~100 MB), which the
+        kernel shares between the workers; the rest is each worker's own memory.
+        """
         import psutil
 
         try:
@@ -211,7 +215,7 @@ class Server:
                 if child.pid == encoder_pid:
                     encoder = mb
                 elif "multiprocessing" in " ".join(child.cmdline()) and mb > 100:
-                    rss.append(mb)
+                    rss.append((mb, _rss_file_mb(child.pid)))
             except psutil.Error:
                 pass
         return sorted(rss), encoder
@@ -224,6 +228,17 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _rss_file_mb(pid: int) -> float:
+    """The file-backed part of a process's RSS (``RssFile`` in /proc), 0 where it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def sign_in(base: str, service: synthetic.BenchService) -> str:
@@ -448,7 +463,7 @@ def main() -> int:
                     for write in ("need", "outcome"):
                         measure_after_write(run, server, token, p, others[0], concurrency, args.seconds, t, write)
             rss, encoder_rss = server.worker_rss_mb()
-            print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB' for r in rss) or '未取得'}"
+            print(f"\n工作进程内存（RSS）：{'、'.join(f'{r:.0f} MB（其中文件映射 {f:.0f} MB）' for r, f in rss) or '未取得'}"
                   f"（目标 ≤ 1536 MB）" + (f"；共享编码进程 {encoder_rss:.0f} MB（每台机器一个）" if encoder_rss else ""))
         finally:
             server.stop()

@@ -43,8 +43,10 @@ def _refuse_nul(_conn, _cursor, statement, parameters, _context, executemany):
 # Database pages an SQLite process keeps in its own memory, all connections together (SQLite's soft heap
 # limit). The operating system's file cache would hold them too, but these machines page out file pages
 # left untouched for a minute (DAMON reclaim), and a match page re-made after a write then read ~35 of them
-# from disk again: at 100k outcomes, 2026-12-01, p95 56–267 ms against 47 ms with 256 MB here.
-SQLITE_CACHE_MB = 256
+# from disk again: at 100k outcomes, 2026-12-01, p95 56–267 ms against 47 ms with 256 MB here. Since
+# 2026-12-02 sentence vectors, a good part of those pages, come from the worker's own memory
+# (matcher.sentence_memory), and 128 MB keeps a 100k worker under 1.5 GB (docs/benchmarks.md).
+SQLITE_CACHE_MB = 128
 # JSON columns hold Chinese as UTF-8 (3 bytes a character) rather than \uXXXX escapes (6): an outcome's
 # explanation terms were 3.8 kB escaped, which pushed its row past one 4 kB SQLite page, so every fetch of
 # the row read an overflow page too. Rows written before keep their escapes until their next write.
