@@ -1,4 +1,4 @@
-"""The loops over postings that BM25 cannot express as whole-array numpy operations, compiled with numba.
+"""The loops of BM25 that numpy cannot do as whole-array operations, compiled with numba.
 
 A long query (a stored need: ~200 distinct terms, ~1.3M postings at 10^5 documents) spends most of a
 match page adding each posting's weight into its document's score. In numpy that is a fancy-index
@@ -31,9 +31,59 @@ def add_postings(indices, data, starts, ends, idf_rows, norm, terms, acc):  # pr
             acc[c] += np.float64(tf / (tf + norm[c]) * w)
 
 
+@njit(cache=True, nogil=True)
+def best_positive(scores, k):  # pragma: no cover - compiled
+    """Positions (ascending) of the ``k`` best positive ``scores`` and of every score tied with the k-th.
+
+    One pass with a min-heap of the k best scores seen, then one pass collecting every position at or
+    above the k-th: the caller orders these few, instead of partitioning the whole array.
+    """
+    heap = np.empty(max(k, 1), scores.dtype)
+    m = 0
+    for i in range(len(scores)):
+        s = scores[i]
+        if s <= 0 or (m == k and s <= heap[0]):
+            continue
+        if m < k:  # sift up
+            j = m
+            m += 1
+            while j > 0 and heap[(j - 1) // 2] > s:
+                heap[j] = heap[(j - 1) // 2]
+                j = (j - 1) // 2
+            heap[j] = s
+        else:  # replace the smallest, sift down
+            j = 0
+            while True:
+                c = 2 * j + 1
+                if c >= k:
+                    break
+                if c + 1 < k and heap[c + 1] < heap[c]:
+                    c += 1
+                if heap[c] >= s:
+                    break
+                heap[j] = heap[c]
+                j = c
+            heap[j] = s
+    if m == 0:
+        return np.empty(0, np.int64)
+    theta = heap[0]
+    count = 0
+    for i in range(len(scores)):
+        if scores[i] > 0 and scores[i] >= theta:
+            count += 1
+    out = np.empty(count, np.int64)
+    count = 0
+    for i in range(len(scores)):
+        if scores[i] > 0 and scores[i] >= theta:
+            out[count] = i
+            count += 1
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels for the dtypes the index uses, before serving."""
     cols = np.zeros(1, np.int32)
     one = np.ones(1, np.float32)
     bounds = np.zeros(1, np.int64), np.ones(1, np.int64)
     add_postings(cols, one, *bounds, one, one, np.zeros(1, np.int64), np.zeros(1, np.float64))
+    best_positive(one, 1)

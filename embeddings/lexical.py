@@ -42,7 +42,7 @@ from threading import RLock
 import numpy as np
 from scipy import sparse
 
-from .bm25_kernels import add_postings
+from .bm25_kernels import add_postings, best_positive
 
 FORMAT = 2
 # Merge the delta into the base when it holds this many documents, or this share of the base.
@@ -50,10 +50,11 @@ MIN_MERGE = 4096
 MERGE_FRACTION = 0.05
 # Compact the base when this share of its columns is dead.
 DEAD_FRACTION = 0.2
-# Below this many base postings one full pass is faster than pruning. Since the full pass adds term by term
-# (2026-11-30) it wins at 10^5 documents (long needs: ~1.3M postings, p95 33 against 41 ms); at 10^6 (~13M)
-# pruning still trims the tail (p95 339 against 375 ms). Idf bounds leave ~half of a long need's postings essential.
-PRUNE_MIN_POSTINGS = 4_000_000
+# Below this many base postings one full pass is faster than pruning. Since the full pass runs compiled
+# (bm25_kernels, 2026-12-02) it wins at 10^6 documents too (200 stored needs, ~7M postings at the median:
+# top-50 p50 / p95 13.9 / 28.5 ms against 24.0 / 51.3 ms pruned): pruning's rounds are whole-array numpy
+# passes, and idf bounds leave ~half of a long need's postings essential. Kept for corpora past 10^6.
+PRUNE_MIN_POSTINGS = 50_000_000
 # Keyword queries have few terms, nearly all essential: one full pass is as fast (measured at 100k).
 PRUNE_MIN_TERMS = 32
 # MaxScore reads at least this many postings before it first sets its threshold.
@@ -294,7 +295,8 @@ class LexicalScores:
             base_cols, delta_rows = pos[pos < self.n_base], pos[pos >= self.n_base] - self.n_base
         if self._full is not None or not self._worth_pruning():
             full = self._full_scores()
-            positions = np.arange(len(full)) if allowed_ids is None else np.concatenate(
+            # Every position: one compiled pass picks the few that can rank, instead of sorting them all.
+            positions = best_positive(full, k) if allowed_ids is None else np.concatenate(
                 [base_cols, delta_rows + self.n_base])
             positions, scores = _best(positions, full[positions], k)
         else:

@@ -1,11 +1,12 @@
-"""The compiled BM25 loop: the numpy term-by-term arithmetic, bit for bit, and compiled before a worker serves."""
+"""The compiled BM25 loops: the numpy arithmetic and selection they replace, exactly, compiled before a worker serves."""
 import subprocess
 import sys
 
 import numpy as np
 from scipy import sparse
 
-from embeddings.bm25_kernels import add_postings
+from embeddings.bm25_kernels import add_postings, best_positive
+from embeddings.lexical import _best
 
 from .conftest import ROOT
 
@@ -36,9 +37,23 @@ def test_postings_add_up_exactly_as_numpy_adds_them():
         assert np.array_equal(got.astype(np.float32), want.astype(np.float32))
 
 
+def test_the_best_positions_are_those_a_full_sort_keeps():
+    rng = np.random.default_rng(11)
+    # Few distinct values (many ties with the k-th), zeros and a negative, as BM25 scores of a corpus are.
+    scores = np.round(rng.exponential(1.0, 20_000), 1).astype(np.float32) * (rng.random(20_000) < 0.7)
+    scores[5] = -1.0
+    everything = np.arange(len(scores))
+    for k in (1, 10, 50, 500, 20_000):
+        picked = best_positive(scores, k)
+        assert np.all(np.diff(picked) > 0) and np.all(scores[picked] > 0)
+        assert [a.tolist() for a in _best(picked, scores[picked], k)] == \
+            [a.tolist() for a in _best(everything, scores, k)]
+    assert best_positive(np.zeros(10, np.float32), 5).size == 0
+
+
 def test_warm_up_compiles_the_kernel_before_the_first_query():
     # A fresh interpreter: here another test has called the kernel already.
     code = ("from embeddings import bm25_kernels as k; assert not k.add_postings.signatures; "
-            "k.warm_up(); assert k.add_postings.signatures; print('ok')")
+            "k.warm_up(); assert k.add_postings.signatures and k.best_positive.signatures; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
