@@ -9,8 +9,9 @@
 
 Uses the synthetic service of bench/bench_serving.py (built once per size under data/bench). Each round
 runs in a fresh process per code tree (``PYTHONPATH`` = that tree), fills its sentence memory as a serving
-worker does after start (code that has one), makes 20 pages to warm the process up, then times ``make_page`` for needs no earlier run asked: ranking, explanations and serialisation,
-exactly what a first view pays. ``--again-after S`` times the same needs again S seconds later, what the
+worker does after start (code that has one), makes 20 pages to warm the process up, then times
+``make_page`` for needs no earlier run asked: ranking, explanations and serialisation, exactly what a
+first view pays. ``--again-after S`` times the same needs again S seconds later, what the
 page warmer pays re-making pages after a write (these machines page out file pages left untouched for
 about a minute, so the wait decides whether the data comes from memory). Rounds alternate between the trees,
 so a busy neighbour slows both alike, and each round starts with the next tree (with a fixed order, two
