@@ -27,6 +27,7 @@ from .documents import sentences_of, side_of
 # 768 bytes a sentence (384 float16). The 100k-outcome bench service (~3 sentences a record) takes ~230 MB.
 DEFAULT_MB = 256
 HELD = np.float16
+_ITEM = np.dtype(HELD).itemsize
 
 
 class SentenceVectors:
@@ -151,5 +152,3 @@ def _split(flat: np.ndarray, sentences: list[list[str]]) -> list[np.ndarray]:
         start += len(ss)
     return out
 
-
-_ITEM = np.dtype(HELD).itemsize
