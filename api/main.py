@@ -91,9 +91,10 @@ def create_app(settings: Settings | None = None, ctx: MatcherContext | None = No
         ctx = app.state.ctx
         warmer = (PageWarmer(ctx, ctx.settings.match_page_warm_quiet_s).start()
                   if owned and ctx.pages.max_recipes else None)
-        # Serving starts at once; the sentence memory fills beside it (a first view misses it until then).
+        # Serving starts at once; the outcome table and the sentence memory fill beside it (a first view
+        # reads the database instead until then).
         stopping = threading.Event()
-        filler = threading.Thread(target=ctx.indexes.fill_sentences, args=(stopping.is_set,), name="sentence-fill",
+        filler = threading.Thread(target=ctx.indexes.fill_memory, args=(stopping.is_set,), name="memory-fill",
                                   daemon=True) if owned else None
         if filler is not None:
             filler.start()

@@ -57,8 +57,10 @@ def disk_pages():
                 return int(line.split()[1]) / 4096
 
 ctx = build_context(Settings())
-if hasattr(ctx.indexes, "fill_sentences"):
-    ctx.indexes.fill_sentences()  # as a serving worker does in the background after start
+if hasattr(ctx.indexes, "fill_memory"):
+    ctx.indexes.fill_memory()  # as a serving worker does in the background after start
+elif hasattr(ctx.indexes, "fill_sentences"):
+    ctx.indexes.fill_sentences()
 with ctx.sessions() as s:
     ids = list(s.scalars(select(Need.id).order_by(Need.id).offset(args["offset"]).limit(20 + args["needs"])))
 

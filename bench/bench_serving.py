@@ -180,7 +180,8 @@ class Server:
         in_a_row = 0
         while in_a_row < 4 * workers:
             health = httpx.get(self.base + "/health", timeout=10).json()
-            settled = health.get("sentence_memory", {}).get("filled", True) and not health["match_pages"]["to_remake"]
+            settled = (health.get("sentence_memory", {}).get("filled", True)
+                       and health.get("outcome_table", {}).get("filled", True) and not health["match_pages"]["to_remake"])
             in_a_row = in_a_row + 1 if settled else 0
             if not settled:
                 time.sleep(0.5)

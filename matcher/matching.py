@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import func, inspect, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, object_session, undefer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .access import Viewer, may_see, need_filters, need_scope, readable_need
@@ -13,10 +13,11 @@ from .context import MatcherContext
 from .documents import TEXT_KIND, document_text
 from .explain import explain
 from .models import Enterprise, Institution, Need, Outcome, Pairing, Project
+from .outcome_table import OutcomeRow
 from .records import get_outcome
 from .schemas import MatchFilters, MatchList
 from .retrieval import Retriever
-from .scoring import DEFAULT_WEIGHTS, Weights, combine, factors
+from .scoring import DEFAULT_WEIGHTS, LABELS, Weights, combine, factors
 from .vocab import PAIRING_STAGES
 
 # Candidates fetched from the index per requested result, so structured
@@ -94,21 +95,58 @@ def _pairings_for(session: Session, need_ids: set[int], outcome_ids: set[int]) -
     return {(p.need_id, p.outcome_id): p for p in rows}
 
 
+def _load(session: Session, side: str, ids, shown: bool = False) -> dict[int, object]:
+    """Records ``ids`` of ``side`` from the database, by id (a missing id is left out).
+
+    ``shown``: they are results, so their (deferred) explanation terms are read in the same query.
+    """
+    if not ids:
+        return {}
+    model = Outcome if side == "outcomes" else Need
+    stmt = select(model).where(model.id.in_(list(ids)))
+    if shown:
+        stmt = stmt.options(undefer(model.explain_terms))
+    return {r.id: r for r in session.scalars(stmt).unique()}
+
+
+def _candidate_records(ctx: MatcherContext, session: Session, side: str, ids: list[int], weights: Weights,
+                       method: str) -> tuple[dict[int, object], dict[int, np.ndarray]]:
+    """What scoring reads of each candidate, by id: a row of the worker's outcome table where it can
+    answer (:mod:`matcher.outcome_table`), else the record from the database; and the sentence vectors
+    of the long rows, which carry no text to read them by."""
+    rows = ctx.indexes.outcome_table.rows(ids) if side == "outcomes" else {}
+    sentences: dict[int, np.ndarray] = {}
+    if rows and method == "full" and weights.sentence > 0:
+        long_rows = {i: r.content_hash for i, r in rows.items() if r.body_length >= weights.long_text_chars}
+        sentences = ctx.indexes.sentences.held(side, long_rows)
+        for i in long_rows.keys() - sentences.keys():
+            del rows[i]  # its sentences are not in memory: reading them needs the record's text
+    missing = [i for i in ids if i not in rows]
+    return {**rows, **_load(session, side, missing)}, sentences
+
+
+def _max_bonus(weights: Weights) -> float | None:
+    """The most the structured factors can add to a text score (each factor's value is in [0, 1]),
+    or None when a negative weight (a harness experiment) lets them subtract."""
+    ws = [getattr(weights, name) for name in LABELS]
+    return sum(ws) if min(ws) >= 0 else None
+
+
 def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, k: int,
                 allowed: list[int] | None, weights: Weights, method: str = "full") -> list[tuple]:
     """The top ``k`` as (Scored, record, pairing), best first, unexplained.
 
     Text relevance by ``method`` (see :mod:`matcher.retrieval`), then the
     structured factors; ``allowed`` restricts the candidates; deleted records
-    and pairs a broker declined are never returned.
+    and pairs a broker declined are never returned. Candidates are scored from the worker's outcome
+    table where it has them; the records returned are always read from the database.
     """
     pool = max(k * POOL_FACTOR, MIN_POOL)
     retriever = Retriever(ctx.indexes, ctx.encoder, weights, method)
     cands = retriever.candidates(side, query.text, query.vector, pool, allowed)
-    model = Outcome if side == "outcomes" else Need
     ids = [c.id for c in cands]
-    records = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids))).unique()} if ids else {}
-    cands = retriever.score(side, query.text, cands, records.get)
+    records, sentences = _candidate_records(ctx, session, side, ids, weights, method)
+    cands = retriever.score(side, query.text, cands, records.get, sentences)
     with_factors = method == "full"
     if side == "outcomes":
         institutions = {r.institution_id for r in records.values()}
@@ -122,21 +160,68 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
     else:
         pairings = {}
 
-    scored = []
-    for cand in cands:
-        record = records.get(cand.id)
-        if record is None or record.deleted_at is not None:
-            continue  # deleted since the index was read: never served
+    def result_of(cand, record):
         need, outcome = (query.need, record) if side == "outcomes" else (record, query.outcome)
-        pairing = pairings.get((need.id if need else None, outcome.id if outcome else None))
-        if pairing is not None and pairing.stage == "declined":
-            continue  # a broker already ruled this pair out
         if with_factors and outcome is not None:
             fs = factors(need, outcome, signed.get(outcome.institution_id, 0))
             result = combine(cand.text_score, fs, weights, relational=need is not None and outcome is not None)
         else:
             result = combine(cand.text_score, [], weights, relational=False)
         result.evidence = cand
+        return result
+
+    def pairing_of(record):
+        need, outcome = (query.need, record) if side == "outcomes" else (record, query.outcome)
+        return pairings.get((need.id if need else None, outcome.id if outcome else None))
+
+    results: dict[int, object] = {}  # Scored by candidate id, computed once per record read
+    while True:
+        top = _best(cands, records, pairing_of, result_of, results, k, weights if with_factors else None)
+        rows = [record.id for _, record, _ in top if isinstance(record, OutcomeRow)]
+        if not rows:
+            return top
+        # The results shown are read from the database: fields, explanation texts, and deletions since
+        # the last sync. Their scores are made again from what was read, and the top chosen again.
+        fresh = _load(session, side, rows, shown=True)
+        if with_factors and side == "outcomes":
+            moved = {r.institution_id for r in fresh.values()} - institutions
+            institutions |= moved
+            signed.update(_signed_counts(session, moved))
+        for i in rows:
+            results.pop(i, None)
+            if i in fresh:
+                records[i] = fresh[i]
+            else:
+                del records[i]
+
+
+def _best(cands, records, pairing_of, result_of, results: dict, k: int, factor_weights: Weights | None) -> list[tuple]:
+    """The ``k`` best of ``cands`` (ordered by text score, best first) as (Scored, record, pairing).
+
+    A candidate whose text score plus the most the factors can add is below the text score of the
+    k-th eligible candidate cannot reach the top ``k``, so its factors are never computed.
+    """
+    eligible = []
+    for cand in cands:
+        record = records.get(cand.id)
+        if record is None or record.deleted_at is not None:
+            continue  # deleted since the index was read: never served
+        pairing = pairing_of(record)
+        if pairing is not None and pairing.stage == "declined":
+            continue  # a broker already ruled this pair out
+        eligible.append((cand, record, pairing))
+    floor = None
+    bonus = _max_bonus(factor_weights) if factor_weights is not None else None
+    if bonus is not None and len(eligible) > k and factor_weights.text > 0:
+        # Scores are rounded to 6 decimals: a margin keeps a rounded tie from being cut.
+        floor = factor_weights.text * eligible[k - 1][0].text_score - bonus - 1e-5
+    scored = []
+    for cand, record, pairing in eligible:
+        if floor is not None and factor_weights.text * cand.text_score < floor:
+            break  # and so is every later one
+        result = results.get(cand.id)
+        if result is None:
+            result = results[cand.id] = result_of(cand, record)
         scored.append((result, record, pairing))
     scored.sort(key=lambda t: -t[0].score)
     return scored[:k]

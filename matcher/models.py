@@ -99,6 +99,11 @@ class Need(Timestamps, Base):
 
     enterprise: Mapped[Enterprise] = relationship(lazy="joined")
 
+    @property
+    def body_length(self) -> int:
+        """Characters of the description (what sentence-level scoring compares with its threshold)."""
+        return len(self.description or "")
+
 
 class Outcome(Timestamps, Base):
     """A university or institute research outcome (科技成果)."""
@@ -133,6 +138,11 @@ class Outcome(Timestamps, Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     institution: Mapped[Institution] = relationship(lazy="joined")
+
+    @property
+    def body_length(self) -> int:
+        """Characters of the abstract (what sentence-level scoring compares with its threshold)."""
+        return len(self.abstract or "")
 
 
 class IndexChange(Base):

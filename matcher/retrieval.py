@@ -25,7 +25,6 @@ import numpy as np
 
 from embeddings.cached_encoder import CachedEncoder
 
-from .documents import body_of
 from .scoring import Weights
 from .search_index import SearchIndexes
 
@@ -94,8 +93,13 @@ class Retriever:
         return [Candidate(i, float(d), float(s)) for i, d, s, ok in zip(id_list, dense, lex, found) if ok]
 
     def score(self, side: str, query_text: str, cands: list[Candidate],
-              record_of: Callable[[int], object | None]) -> list[Candidate]:
-        """Fill ``text_score`` of each candidate by the method; returns them best first."""
+              record_of: Callable[[int], object | None],
+              sentence_vectors: dict[int, np.ndarray] | None = None) -> list[Candidate]:
+        """Fill ``text_score`` of each candidate by the method; returns them best first.
+
+        ``sentence_vectors``: long candidates' sentence vectors the caller already holds, by id (the
+        rest are read through :meth:`~matcher.search_index.SearchIndexes.sentence_vectors`).
+        """
         if not cands:
             return []
         lexical = np.array([c.lexical for c in cands])
@@ -105,7 +109,7 @@ class Retriever:
             return sorted(cands, key=lambda c: -c.text_score)
         dense = np.array([c.dense for c in cands])
         if self.method == "full" and side == "outcomes":
-            dense = self._sentence_adjusted(cands, dense, record_of)
+            dense = self._sentence_adjusted(cands, dense, record_of, sentence_vectors or {})
         fused = self._fuse(dense, lexical)
         for c, s in zip(cands, fused):
             c.text_score = round(float(s), 6)
@@ -119,19 +123,19 @@ class Retriever:
         return dense + self.weights.lexical * float(dense.std()) * _zscores(lexical)
 
     def _sentence_adjusted(self, cands: list[Candidate], dense: np.ndarray,
-                           record_of: Callable[[int], object | None]) -> np.ndarray:
+                           record_of: Callable[[int], object | None], known: dict[int, np.ndarray]) -> np.ndarray:
         beta = self.weights.sentence
         if beta <= 0:
             return dense
         long_ones = []
         for n, c in enumerate(cands):
             record = record_of(c.id)
-            if record is not None and len(body_of(record) or "") >= self.weights.long_text_chars:
+            if record is not None and record.body_length >= self.weights.long_text_chars:
                 long_ones.append((n, record))
         if not long_ones:
             return dense
         # Sentence vectors come from the worker's memory (one batched cache read for the rest).
-        vectors = self.indexes.sentence_vectors([r for _, r in long_ones])
+        vectors = {**known, **self.indexes.sentence_vectors([r for _, r in long_ones if r.id not in known])}
         out = dense.copy()
         query = self._query_vec
         for n, record in long_ones:

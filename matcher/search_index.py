@@ -25,6 +25,7 @@ from embeddings.lexical import LexicalIndex
 from . import change_log
 from .documents import MODEL_OF, SIDES, TEXT_KIND, document_text, is_indexed, sentences_of, side_of
 from .models import Enterprise, IndexChange, Institution, Need, Outcome, Pairing, Project, Region
+from .outcome_table import OutcomeTable
 from .page_marks import NEED_FACTS, OUTCOME_FACTS, PageMarks
 from .sentence_memory import DEFAULT_MB, SentenceVectors
 from .tokens import TermTokenizer
@@ -102,6 +103,8 @@ class SearchIndexes:
         self.lexical = {side: LexicalIndex() for side in SIDES}
         self.sentences = SentenceVectors(encoder, sentence_bytes)
         self.sentences_filled = False  # set once fill_sentences has run to its end
+        # What ranking reads of each indexed outcome (filled by fill_memory, kept current by _apply).
+        self.outcome_table = OutcomeTable()
         self.version = 0
         # When each record's match page last went out of date (pages are checked against it, not the version).
         self.marks = PageMarks()
@@ -235,12 +238,17 @@ class SearchIndexes:
         with self.sessions() as session:
             version = self._db_version(session)
             built = {side: self._build_side(session, side, on_progress) for side in SIDES}
+        refill = self.outcome_table.filled  # a rebuild after a pruned log: what the table held may be stale
         with self._lock:
             self.marks.reset(version)
             self.indexes = {side: index for side, (index, _) in built.items()}
             self.lexical = {side: lexical for side, (_, lexical) in built.items()}
             self.version = version
+            if refill:
+                self.outcome_table = OutcomeTable()
         self.sync()
+        if refill:
+            self.fill_outcome_table()
         with self._lock:
             self._save()
         return {side: len(ix) for side, ix in self.indexes.items()}
@@ -281,11 +289,16 @@ class SearchIndexes:
             self.indexes[side].remove(gone)
             self.lexical[side].remove(gone)
             self.sentences.drop(side, gone)
+            if side == "outcomes":
+                self.outcome_table.drop(gone)
+                self.outcome_table.put(live)
             if live:
                 self.indexes[side].upsert([r.id for r in live], self.vectors_for(live))
                 learned += self._index_lexical(side, live)
                 self.sentences.put(live)
             touched += len(ids)
+        if any(side == FACTS for _, side, _ in changes):
+            self.outcome_table.load_institutions(session)  # an institution's name or locality may have changed
         # Marks before the version: a request between the two sees a page as stale, never a stale page as current.
         # A new term cuts every query text again, so every page may rank differently.
         self.marks.note(changes, everything=learned > 0)
@@ -327,6 +340,22 @@ class SearchIndexes:
     def search(self, side: str, vector: np.ndarray, k: int, allowed_ids=None) -> list[tuple[int, float]]:
         """Top-k (id, score) of ``side`` for a vector."""
         return self.indexes[side].search(vector, k, allowed_ids)
+
+    def fill_memory(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Fill what a worker holds beside its indexes (the outcome table, then the sentence memory) until
+        ``stop()``. A serving worker runs this in the background after start (:mod:`api.main`)."""
+        self.fill_outcome_table(stop)
+        if not stop():
+            self.fill_sentences(stop)
+
+    def fill_outcome_table(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Read every indexed outcome's ranking fields into :attr:`outcome_table`; returns how many."""
+        started = time.perf_counter()
+        with self.sessions() as session:
+            read = self.outcome_table.fill(session, stop)
+        log.info("outcome table: %d outcomes in %.1f s (%.0f MB)", read, time.perf_counter() - started,
+                 self.outcome_table.nbytes / 2**20)
+        return read
 
     def fill_sentences(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Hold the sentence vectors of indexed records from the vector cache, outcomes first, newest first,

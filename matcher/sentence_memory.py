@@ -48,6 +48,18 @@ class SentenceVectors:
         """Bytes of vectors held."""
         return self._bytes
 
+    def held(self, side: str, wanted: dict[int, str]) -> dict[int, np.ndarray]:
+        """The held sentence vectors of records ``wanted`` (id → content hash), by id; nothing is read or
+        encoded, and a record not held (or held for other content) is left out."""
+        out: dict[int, np.ndarray] = {}
+        with self._lock:
+            for record_id, content_hash in wanted.items():
+                got = self._items.get((side, record_id))
+                if got is not None and got[0] == content_hash:
+                    self._items.move_to_end((side, record_id))
+                    out[record_id] = got[1].astype(np.float32)
+        return out
+
     def get(self, records) -> dict[int, np.ndarray]:
         """Sentence vectors (one row per :func:`sentences_of` sentence) of each record, by record id.
 

@@ -225,3 +225,5 @@ def test_a_served_worker_fills_its_memory_in_the_background(seeded):
             time.sleep(0.1)
         assert health["sentence_memory"]["records"] == sum(health["indexed"].values()) > 0
         assert health["sentence_memory"]["mb"] > 0
+        # The outcome table fills first, in the same background thread.
+        assert health["outcome_table"]["filled"] and health["outcome_table"]["records"] == health["indexed"]["outcomes"]

@@ -27,4 +27,7 @@ def health(ctx: Ctx):
         # and whether that start-up fill has finished.
         "sentence_memory": {"records": len(ix.sentences), "mb": round(ix.sentences.nbytes / 2**20, 1),
                             "filled": ix.sentences_filled},
+        # Outcomes whose ranking fields this worker holds (matcher.outcome_table), and whether it is filled.
+        "outcome_table": {"records": len(ix.outcome_table), "mb": round(ix.outcome_table.nbytes / 2**20, 1),
+                          "filled": ix.outcome_table.filled},
     }
