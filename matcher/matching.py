@@ -76,9 +76,13 @@ def _allowed_ids(session: Session, side: str, f: MatchFilters | None, viewer: Vi
     return ids
 
 
-def _signed_counts(session: Session, institution_ids: set[int]) -> dict[int, int]:
+def _signed_counts(ctx: MatcherContext, session: Session, institution_ids: set[int]) -> dict[int, int]:
+    """Signed projects of each institution that has any: as of the worker's sync, from its outcome table."""
     if not institution_ids:
         return {}
+    held = ctx.indexes.outcome_table.signed_counts(institution_ids)
+    if held is not None:
+        return held
     rows = session.execute(
         select(Project.institution_id, func.count()).where(Project.institution_id.in_(institution_ids))
         .group_by(Project.institution_id)
@@ -152,7 +156,7 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
         institutions = {r.institution_id for r in records.values()}
     else:
         institutions = {query.outcome.institution_id} if query.outcome else set()
-    signed = _signed_counts(session, institutions) if with_factors else {}
+    signed = _signed_counts(ctx, session, institutions) if with_factors else {}
     if query.need is not None:
         pairings = _pairings_for(session, {query.need.id}, set(ids))
     elif query.outcome is not None:
@@ -186,7 +190,7 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
         if with_factors and side == "outcomes":
             moved = {r.institution_id for r in fresh.values()} - institutions
             institutions |= moved
-            signed.update(_signed_counts(session, moved))
+            signed.update(_signed_counts(ctx, session, moved))
         for i in rows:
             results.pop(i, None)
             if i in fresh:

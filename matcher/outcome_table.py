@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from threading import Lock
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Institution, Outcome
+from .models import Institution, Outcome, Project
 
 # Outcome fields the table holds, in the order a row carries them (the abstract only for its length).
 COLUMNS = (Outcome.id, Outcome.institution_id, Outcome.industry_chain, Outcome.stage, Outcome.trl,
@@ -49,9 +49,12 @@ class OutcomeRow:
                  "price_min", "price_max", "price_negotiable", "body_length", "content_hash")
     deleted_at = None  # the table holds indexed outcomes only
 
-    def __init__(self, **fields):
-        for name, value in fields.items():
-            setattr(self, name, value)
+    def __init__(self, id, institution_id, institution, industry_chain, stage, trl, cooperation_modes,  # noqa: A002
+                 price_min, price_max, price_negotiable, body_length, content_hash):
+        self.id, self.institution_id, self.institution = id, institution_id, institution
+        self.industry_chain, self.stage, self.trl, self.cooperation_modes = industry_chain, stage, trl, cooperation_modes
+        self.price_min, self.price_max, self.price_negotiable = price_min, price_max, price_negotiable
+        self.body_length, self.content_hash = body_length, content_hash
 
 
 class _Codes:
@@ -82,6 +85,7 @@ class OutcomeTable:
         self._chains, self._stages, self._modes = _Codes(), _Codes(), _Codes()
         self.institutions: dict[int, InstitutionFacts] = {}
         self._institutions_read = 0
+        self._signed: dict[int, int] = {}  # signed projects by institution (read with the institutions)
         self._size = 0
         self._alloc(0)
         self.filled = False  # set once fill has run to its end
@@ -169,7 +173,7 @@ class OutcomeTable:
             self._cols["written"][ids] = True
 
     def load_institutions(self, session: Session, unless_reloaded: bool = False) -> None:
-        """Read every institution's name and locality tier (a few thousand rows at most).
+        """Read every institution's name, locality tier and signed projects (a few thousand rows at most).
 
         ``unless_reloaded``: keep what another caller read meanwhile (a fill's snapshot may be older than
         the change log's).
@@ -177,10 +181,20 @@ class OutcomeTable:
         seen = self._institutions_read
         got = {i: InstitutionFacts(name, locality) for i, name, locality in
                session.execute(select(Institution.id, Institution.name, Institution.locality))}
+        signed = dict(session.execute(select(Project.institution_id, func.count())
+                                      .group_by(Project.institution_id)).all())
         with self._lock:
             if not (unless_reloaded and self._institutions_read != seen):
-                self.institutions = got
+                self.institutions, self._signed = got, signed
                 self._institutions_read += 1
+
+    def signed_counts(self, institution_ids: Iterable[int]) -> dict[int, int] | None:
+        """Signed projects of each of ``institution_ids`` that has any (the track-record factor), or None
+        before the institutions were first read."""
+        with self._lock:
+            if not self._institutions_read:
+                return None
+            return {i: self._signed[i] for i in institution_ids if i in self._signed}
 
     def fill(self, session: Session, stop: Callable[[], bool] = lambda: False) -> int:
         """Hold every indexed outcome of the database (behind what the change log wrote meanwhile) until
@@ -208,20 +222,17 @@ class OutcomeTable:
             ids = ids[c["present"][ids]]
             got = {name: col[ids].tolist() for name, col in c.items() if name not in ("present", "written")}
             institutions, modes = self.institutions, self._modes.names
+            chain, stage = self._chains.name, self._stages.name
             out = {}
-            for n, rid in enumerate(ids.tolist()):
-                institution = institutions.get(got["institution"][n])
+            for rid, inst, ch, st, trl, bits, low, high, negotiable, length, digest in zip(
+                    ids.tolist(), *(got[name] for name in ("institution", "chain", "stage", "trl", "modes", "price_min",
+                                                           "price_max", "negotiable", "body_length", "hash"))):
+                institution = institutions.get(inst)
                 if institution is None:
                     continue  # written after the institutions were read: load it instead
-                bits = got["modes"][n]
-                out[rid] = OutcomeRow(
-                    id=rid, institution_id=got["institution"][n], institution=institution,
-                    industry_chain=self._chains.name(got["chain"][n]), stage=self._stages.name(got["stage"][n]),
-                    trl=None if got["trl"][n] == _NONE else got["trl"][n],
-                    cooperation_modes=[m for b, m in enumerate(modes) if bits >> b & 1],
-                    price_min=_number(got["price_min"][n]), price_max=_number(got["price_max"][n]),
-                    price_negotiable=got["negotiable"][n], body_length=got["body_length"][n],
-                    content_hash=got["hash"][n].decode())
+                out[rid] = OutcomeRow(rid, inst, institution, chain(ch), stage(st), None if trl == _NONE else trl,
+                                      [m for b, m in enumerate(modes) if bits >> b & 1], _number(low), _number(high),
+                                      negotiable, length, digest.decode())
             return out
 
 

@@ -3,6 +3,8 @@
 Each test compares against the database: a page ranked from the table must equal the page ranked from
 records read through the ORM, and the table must follow every write the change log carries.
 """
+from datetime import date
+
 import pytest
 from sqlalchemy import event, select, update
 
@@ -11,6 +13,7 @@ from matcher.context import build_context
 from matcher.matching import PageRecipe, make_page, match_need, search_text
 from matcher.models import Need, Outcome
 from matcher.outcome_table import InstitutionFacts, OutcomeTable
+from matcher.projects import ProjectIn, create_project
 from matcher.schemas import EnterpriseIn, InstitutionIn, InstitutionUpdate, MatchFilters, NeedIn, OutcomeIn, OutcomeUpdate
 from matcher.scoring import Weights
 
@@ -125,6 +128,14 @@ def test_the_change_log_keeps_the_table_current(ctx, institution):
     row = table.rows([oid])[oid]
     assert row.stage == "中试" and set(row.cooperation_modes) == {"技术许可", "技术转让"} and row.price_min is None
     assert row.content_hash == fresh.content_hash and row.institution.locality == locality
+    # A signed project moves the institution's track record as soon as the worker syncs.
+    assert table.signed_counts({institution}) == {}
+    with ctx.sessions() as session:
+        enterprise = records.create_enterprise(session, EnterpriseIn(name="测试企业"))
+        create_project(session, ProjectIn(enterprise_id=enterprise.id, institution_id=institution, title="合作项目",
+                                          signed_date=date(2026, 6, 1), contract_type="技术转让"))
+        ctx.indexes.sync()
+    assert table.signed_counts({institution}) == {institution: 1}
     with ctx.sessions() as session:
         records.delete_record(ctx, session, records.get_outcome(session, oid))
     assert table.rows([oid]) == {}
