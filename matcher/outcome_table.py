@@ -95,9 +95,9 @@ class OutcomeTable:
         self._cols = {
             "present": np.zeros(size, bool),
             "written": np.zeros(size, bool),      # put or dropped by the change log: a fill never overwrites
-            "institution": np.zeros(size, np.int64),
-            "chain": np.full(size, _NONE, np.int16),
-            "stage": np.full(size, _NONE, np.int16),
+            "institution": np.zeros(size, np.int32),
+            "chain": np.full(size, _NONE, np.int32),  # codes of free text: a district may coin thousands
+            "stage": np.full(size, _NONE, np.int32),
             "trl": np.full(size, _NONE, np.int16),
             "modes": np.zeros(size, np.int64),
             "price_min": np.full(size, np.nan),

@@ -182,6 +182,15 @@ def test_an_outcome_the_table_cannot_hold_is_read_from_the_database():
     assert table.rows([3, 4, 99, -1]) == {}  # too many modes for the bit mask; an unknown institution; unknown ids
 
 
+def test_free_text_fields_may_take_any_number_of_values():
+    table = OutcomeTable()
+    table.institutions = {1: table_institution()}
+    table._set([(i, 1, f"产业链{i}", f"阶段{i}", None, [], None, None, False, "", "h") for i in range(1, 40_001)],
+               from_fill=True)
+    row = table.rows([40_000])[40_000]
+    assert (row.industry_chain, row.stage) == ("产业链40000", "阶段40000")
+
+
 def table_institution() -> InstitutionFacts:
     return InstitutionFacts("测试大学", "shandong")
 
