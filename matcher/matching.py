@@ -90,13 +90,26 @@ def _signed_counts(ctx: MatcherContext, session: Session, institution_ids: set[i
     return {i: n for i, n in rows}
 
 
-def _pairings_for(session: Session, need_ids: set[int], outcome_ids: set[int]) -> dict[tuple[int, int], Pairing]:
-    if not need_ids or not outcome_ids:
-        return {}
-    rows = session.scalars(
-        select(Pairing).where(Pairing.need_id.in_(need_ids), Pairing.outcome_id.in_(outcome_ids))
-    ).unique()
-    return {(p.need_id, p.outcome_id): p for p in rows}
+@dataclass(frozen=True)
+class PairingMark:
+    """What a match row shows of the pairing its pair already has (read as three columns, not an ORM row)."""
+
+    id: int
+    stage: str
+    decline_reason: str | None
+
+
+def _pairings_for(session: Session, need_id: int | None = None, outcome_id: int | None = None
+                  ) -> dict[tuple[int, int | None], PairingMark]:
+    """Every pairing of the one need (or the one outcome), by (need id, outcome id).
+
+    A record has a handful of pairings, so reading all of them by its id costs less than naming the
+    ~100 candidates in the query; rows for other records are never looked up.
+    """
+    stmt = select(Pairing.need_id, Pairing.outcome_id, Pairing.id, Pairing.stage, Pairing.decline_reason)
+    stmt = stmt.where(Pairing.need_id == need_id) if need_id is not None else stmt.where(Pairing.outcome_id == outcome_id)
+    rows = session.execute(stmt.order_by(Pairing.id))
+    return {(n, o): PairingMark(i, stage, reason) for n, o, i, stage, reason in rows}
 
 
 def _load(session: Session, side: str, ids, shown: bool = False) -> dict[int, object]:
@@ -158,9 +171,9 @@ def rank_scored(ctx: MatcherContext, session: Session, query: Query, side: str, 
         institutions = {query.outcome.institution_id} if query.outcome else set()
     signed = _signed_counts(ctx, session, institutions) if with_factors else {}
     if query.need is not None:
-        pairings = _pairings_for(session, {query.need.id}, set(ids))
+        pairings = _pairings_for(session, need_id=query.need.id)
     elif query.outcome is not None:
-        pairings = _pairings_for(session, set(ids), {query.outcome.id})
+        pairings = _pairings_for(session, outcome_id=query.outcome.id)
     else:
         pairings = {}
 

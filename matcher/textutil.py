@@ -121,22 +121,24 @@ def document_terms(document: str) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(terms(document) + phrases), key=len))
 
 
-def _by_head(doc_terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Terms grouped by last character (the head noun), each group in the given (shortest-first) order."""
+@lru_cache(maxsize=20000)  # a record written before terms were stored is segmented once, not per page
+def _unstored_terms(document: str) -> tuple[str, ...]:
+    return document_terms(document)
+
+
+@lru_cache(maxsize=4096)  # one query's terms are looked up against each of its results
+def _heads(query: str) -> frozenset[str]:
+    """The last characters of ``query``'s terms: the only heads a related document term can have."""
+    return frozenset(t[-1] for t in _terms(query or ""))
+
+
+def _groups(doc_terms: Sequence[str], heads: frozenset[str]) -> dict[str, list[str]]:
+    """The document terms ending in one of ``heads``, grouped by that character, each group in the given order."""
     groups: dict[str, list[str]] = {}
     for t in doc_terms:
-        groups.setdefault(t[-1], []).append(t)
-    return {head: tuple(ts) for head, ts in groups.items()}
-
-
-@lru_cache(maxsize=1024)  # a popular record's stored terms come back in many pages; ~300 terms each
-def _stored_terms_by_head(doc_terms: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    return _by_head(doc_terms)
-
-
-@lru_cache(maxsize=20000)
-def _document_terms_by_head(document: str) -> dict[str, tuple[str, ...]]:
-    return _by_head(document_terms(document))
+        if t[-1] in heads:
+            groups.setdefault(t[-1], []).append(t)
+    return groups
 
 
 def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
@@ -149,15 +151,19 @@ def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
     already shared are skipped; each document term is used once. ``doc_terms``:
     the document's stored :func:`document_terms`, if any.
     """
-    by_head = _document_terms_by_head(document or "") if doc_terms is None else _stored_terms_by_head(tuple(doc_terms))
+    # Only document terms ending as some query term does can match, so only those are grouped (shortest
+    # first, as stored); a query term without such a group is skipped before any substring test.
+    by_head = _groups(_unstored_terms(document or "") if doc_terms is None else doc_terms, _heads(query))
+    if not by_head:
+        return []
     doc_text = (document or "").lower()
     out: list[str] = []
     used: set[str] = set()
-    for q in terms(query):
-        if len(q) < 2 or any(q in s for s in shared) or q in doc_text:
+    for q in _terms(query or ""):
+        group = by_head.get(q[-1])
+        if group is None or q in doc_text or any(q in s for s in shared):
             continue
-        # Only document terms with q's last character can match; each group keeps the shortest-first order.
-        for d in by_head.get(q[-1], ()):
+        for d in group:
             if d in used or d == q or d in shared:
                 continue
             short, long = (q, d) if len(q) < len(d) else (d, q)

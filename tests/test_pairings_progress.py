@@ -65,6 +65,8 @@ def test_decline_needs_a_reason_and_the_pair_never_comes_back(client):
     assert r.status_code == 200 and r.json()["decline_reason"] == "trl_gap"
     matches = client.get(f"/needs/{need['id']}/matches").json()["results"]
     assert outcome["id"] not in [m["outcome"]["id"] for m in matches]
+    from_outcome = client.get(f"/outcomes/{outcome['id']}/matches").json()["results"]
+    assert need["id"] not in [m["need"]["id"] for m in from_outcome]
     again = client.post("/pairings", json={"need_id": need["id"], "outcome_id": outcome["id"], "broker": "李"})
     assert again.status_code == 409 and again.json()["code"] == "pairing_exists"
 
@@ -74,6 +76,10 @@ def test_open_pairing_is_shown_on_its_match(client):
     matches = client.get(f"/needs/{need['id']}/matches").json()["results"]
     hit = next(m for m in matches if m["outcome"]["id"] == outcome["id"])
     assert hit["pairing"] == {"id": p["id"], "stage": "proposed", "stage_label": "已推荐", "decline_reason": None}
+    # The outcome's page reads the same pairing from the other end.
+    from_outcome = client.get(f"/outcomes/{outcome['id']}/matches").json()["results"]
+    back = next(m for m in from_outcome if m["need"]["id"] == need["id"])
+    assert back["pairing"] == hit["pairing"]
 
 
 def test_stale_version_cannot_overwrite(client):

@@ -44,7 +44,7 @@ class RankedPair:
     outcome: Outcome
     scored: Scored
     query: matching.Query
-    pairing: Pairing | None
+    pairing: matching.PairingMark | None
 
 
 def gather(session: Session, data: EventIn) -> Participants:
