@@ -92,7 +92,7 @@ def _signed_counts(ctx: MatcherContext, session: Session, institution_ids: set[i
 
 @dataclass(frozen=True)
 class PairingMark:
-    """What a match row shows of the pairing its pair already has (read as three columns, not an ORM row)."""
+    """What a match row shows of the pairing its pair already has: id, stage, decline reason (no ORM row)."""
 
     id: int
     stage: str
