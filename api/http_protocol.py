@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol with Nagle's algorithm off on every connection.
+"""uvicorn's HTTP/1.1 protocols with Nagle's algorithm off on every connection.
 
 With ``--workers N`` uvicorn binds the listening socket itself as
 ``socket.socket(AF_INET)``, whose protocol number is 0, so asyncio does not set
@@ -6,6 +6,9 @@ TCP_NODELAY on accepted connections (it only does for sockets created as
 IPPROTO_TCP). A response written in two parts (headers, then body) then waits
 for the client's delayed ACK: about 40 ms added to every request on loopback,
 measured with wrk. A single worker binds through asyncio and is not affected.
+
+``matcher serve`` uses the httptools parser (C, from llhttp) where it is
+installed and h11 (pure Python) otherwise; both get the same fix.
 """
 from __future__ import annotations
 
@@ -15,14 +18,31 @@ import socket
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
+def _no_delay(transport: asyncio.Transport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not a TCP socket after all: nothing to tune
+
+
 class NoDelayH11Protocol(H11Protocol):
     """:class:`H11Protocol` that sends each write at once (TCP_NODELAY)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass  # not a TCP socket after all: nothing to tune
+        _no_delay(transport)
         super().connection_made(transport)
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed: h11 serves
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+else:
+    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+        """:class:`HttpToolsProtocol` that sends each write at once (TCP_NODELAY)."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            _no_delay(transport)
+            super().connection_made(transport)

@@ -39,11 +39,13 @@ def test_chunked_body_without_length_is_counted(client):
     _coded(r, 413, "request_too_large")
 
 
-def test_streamed_body_is_cut_off_by_a_real_server(app, accounts):
-    """Over a socket, through uvicorn: the 413 arrives while the client is still sending."""
+@pytest.mark.parametrize("protocol", ["NoDelayHttpToolsProtocol", "NoDelayH11Protocol"])
+def test_streamed_body_is_cut_off_by_a_real_server(app, accounts, protocol):
+    """Over a socket, through uvicorn with either parser `matcher serve` may use: the 413 arrives mid-send."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+                                           http=f"api.http_protocol:{protocol}"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
