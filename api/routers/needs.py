@@ -1,13 +1,13 @@
 """Enterprise technical needs (企业技术需求) and their matches."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from matcher import access, matching, records
 from matcher.models import Need
-from matcher.schemas import MatchFilters, MatchList, NeedIn, NeedOut, NeedUpdate
+from matcher.schemas import MatchList, NeedIn, NeedOut, NeedUpdate
 
-from ..deps import Actor, Ctx, DB, EVERYONE, Limit, Offset, PathId, QueryId, require
+from ..deps import Actor, Ctx, DB, EVERYONE, Filters, Limit, Offset, PathId, QueryId, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -58,8 +58,8 @@ def delete_need(need_id: PathId, ctx: Ctx, db: DB, actor: Actor):
             description="按匹配度返回成果，附中文解释：共同术语、最契合的句子、各因素贡献、缺失字段。"
                         "已被标记为未成功的对接不会再次出现。",
             dependencies=[require("broker", "enterprise", note="企业用户只能查看本企业需求的匹配结果。")])
-def need_matches(need_id: PathId, ctx: Ctx, db: DB, actor: Actor, k: int = Query(matching.DEFAULT_K, ge=1, le=100),
-                 filters: MatchFilters = Depends()):
+def need_matches(need_id: PathId, ctx: Ctx, db: DB, actor: Actor, filters: Filters,
+                 k: int = Query(matching.DEFAULT_K, ge=1, le=100)):
     access.matchable_need(db, actor, need_id)
     # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.
     return Response(matching.match_page(ctx, db, "needs", need_id, k, filters, viewer=actor), media_type="application/json")

@@ -1,13 +1,13 @@
 """University outcomes (科技成果) and their matches."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from matcher import access, matching, records
 from matcher.models import Outcome
-from matcher.schemas import MatchFilters, MatchList, OutcomeIn, OutcomeOut, OutcomeUpdate
+from matcher.schemas import MatchList, OutcomeIn, OutcomeOut, OutcomeUpdate
 
-from ..deps import Actor, Ctx, DB, EVERYONE, Limit, Offset, PathId, QueryId, require
+from ..deps import Actor, Ctx, DB, EVERYONE, Filters, Limit, Offset, PathId, QueryId, require
 from ..errors import CONFLICT
 from ..schemas import Page
 
@@ -60,7 +60,7 @@ def delete_outcome(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor):
             dependencies=[require("broker", "institution",
                                   note="高校/院所用户只能查看本单位成果的匹配结果，且结果中不含仅经纪人可见的需求。")])
 def outcome_matches(outcome_id: PathId, ctx: Ctx, db: DB, actor: Actor,
-                    k: int = Query(matching.DEFAULT_K, ge=1, le=100), filters: MatchFilters = Depends()):
+                    filters: Filters, k: int = Query(matching.DEFAULT_K, ge=1, le=100)):
     access.matchable_outcome(db, actor, outcome_id)
     # The finished JSON page (possibly from the worker's page cache): no second validation on the way out.
     return Response(matching.match_page(ctx, db, "outcomes", outcome_id, k, filters, viewer=actor), media_type="application/json")

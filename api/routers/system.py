@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import Ctx, public
+from ..deps import SyncedCtx, public
 
 router = APIRouter(tags=["系统"])
 
 
 @router.get("/health", summary="健康检查与索引状态", dependencies=[public("只给出计数与版本，不含任何记录内容。")])
-def health(ctx: Ctx):
+def health(ctx: SyncedCtx):
     ix = ctx.indexes
     return {
         "status": "ok",
