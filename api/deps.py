@@ -36,13 +36,13 @@ async def get_ctx(request: Request) -> MatcherContext:
 
 
 def get_session(ctx: Annotated[MatcherContext, Depends(get_ctx)]) -> Iterator[Session]:
-    """A database session for the request, opened after this worker's indexes caught up with the change log.
+    """A database session for the request, through which this worker's indexes first caught up with the log.
 
     The catch-up applies the writes other workers committed since our last request (it may wait on the
     index lock and reads the database, hence a thread, never the event loop).
     """
-    ctx.indexes.sync()
     with ctx.sessions() as session:
+        ctx.indexes.sync(session)
         yield session
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from collections.abc import Callable
 from pathlib import Path
 from threading import Lock
@@ -253,14 +254,16 @@ class SearchIndexes:
             self._save()
         return {side: len(ix) for side, ix in self.indexes.items()}
 
-    def sync(self) -> int:
+    def sync(self, session: Session | None = None) -> int:
         """Apply every logged change after this index's version; returns how many records changed.
 
         If the log was pruned past this version (:mod:`matcher.change_log`), changes may be missing from it:
         the indexes are then rebuilt from the database, and the count is of the records indexed.
+        ``session``: read the log (and the changed records) through this one, e.g. the request's about to
+        serve, instead of opening one; on SQLite the request then reads the snapshot the index caught up to.
         """
         with self._lock:
-            with self.sessions() as session:
+            with nullcontext(session) if session is not None else self.sessions() as session:
                 changes = session.execute(
                     select(IndexChange.seq, IndexChange.side, IndexChange.record_id)
                     .where(IndexChange.seq > self.version)

@@ -72,6 +72,25 @@ def test_stale_index_catches_up_with_other_writers(ctx, settings, encoder):
     assert int(hm) not in third.indexes.indexes["outcomes"].ids().tolist()
 
 
+def test_sync_through_the_requests_session_reads_the_log_there(ctx, settings, encoder):
+    """As a request's session dependency calls it: the change is applied, through that session, and kept open."""
+    _load(ctx)
+    other = build_context(settings, encoder=encoder)
+    gone = int(next(i for i in other.indexes.indexes["outcomes"].ids()))
+    with ctx.sessions() as s:
+        records.delete_record(ctx, s, records.get_outcome(s, gone))
+    statements = []
+    with other.sessions() as session:
+        from sqlalchemy import event
+        conn = session.connection()
+        event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        assert other.indexes.sync(session) == 1
+        assert any("index_changes" in sql for sql in statements)  # the log was read on the request's connection
+        assert session.is_active and session.in_transaction()  # left to the caller, which goes on using it
+        assert other.indexes.sync(session) == 0
+    assert gone not in other.indexes.indexes["outcomes"].ids().tolist()
+
+
 def test_files_lag_writes_but_close_saves_the_current_version(ctx, settings, encoder):
     from embeddings.index import VectorIndex
 
