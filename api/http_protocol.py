@@ -18,31 +18,27 @@ import socket
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
-def _no_delay(transport: asyncio.Transport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not a TCP socket after all: nothing to tune
-
-
-class NoDelayH11Protocol(H11Protocol):
-    """:class:`H11Protocol` that sends each write at once (TCP_NODELAY)."""
+class _NoDelay:
+    """Mixin for a uvicorn protocol: TCP_NODELAY on the connection before the protocol takes it."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        _no_delay(transport)
-        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not a TCP socket after all: nothing to tune
+        super().connection_made(transport)  # type: ignore[misc]
+
+
+class NoDelayH11Protocol(_NoDelay, H11Protocol):
+    """:class:`H11Protocol` that sends each write at once (TCP_NODELAY)."""
 
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # httptools not installed: h11 serves
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+except ImportError:  # httptools not installed: `matcher serve` picks h11 (matcher.cli.serving_protocol)
+    pass
 else:
-    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    class NoDelayHttpToolsProtocol(_NoDelay, HttpToolsProtocol):
         """:class:`HttpToolsProtocol` that sends each write at once (TCP_NODELAY)."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            _no_delay(transport)
-            super().connection_made(transport)
