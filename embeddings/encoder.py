@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .active_model import active_model_dir
+from .encode_queue import EncodeQueue
 from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_threads,
                            ensure_onnx_file, export_dir, load_initializers)
 from .profiles import ModelProfile, profile_for
@@ -120,6 +121,7 @@ class Encoder:
         self._threads = cpu_threads()
         # torch's thread count is per process: two calls at once must not change it under each other.
         self._lock = threading.Lock()
+        self._small_calls: EncodeQueue | None = None
         if backend in (TORCH, TORCH_BF16):
             import torch
 
@@ -129,6 +131,14 @@ class Encoder:
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
             self._st = None  # only the tokenizer is needed now; let the fp32 weights go
+        # How many texts of small calls waiting together are worth one forward pass: with torch a few
+        # together cost little more than one (see embeddings.encode_queue); ONNX Runtime's one-thread
+        # session gains nothing from it (four 72-character texts 119 ms together, 26 ms each alone).
+        self.small_call_batch = SMALL_CALL if self._onnx is None else 1
+        if self._onnx is None:
+            # torch runs one small call at a time anyway (its thread count is per process), so merging the
+            # ones the request threads send together only saves work. ONNX sessions run side by side.
+            self._small_calls = EncodeQueue(self._encode_call, max_texts=self.small_call_batch)
         if check_chinese:
             self._check_chinese()
 
@@ -187,9 +197,19 @@ class Encoder:
         wasted work. Encoding goes in chunks so ``on_progress(done, total)`` can
         drive a progress bar; rows come back in the caller's order. A call of at
         most :data:`SMALL_CALL` texts runs on one thread (the vectors are the same
-        to float rounding); bigger ones use every core this process may run on.
+        to float rounding), with torch together with any other such calls waiting
+        for the model; bigger ones use every core this process may run on.
         """
         texts = list(texts)
+        if self._small_calls is not None and 0 < len(texts) <= SMALL_CALL and batch_size is None:
+            vecs = self._small_calls.encode(texts, kind)
+            if on_progress:
+                on_progress(len(texts), len(texts))
+            return vecs
+        return self._encode_call(texts, kind, batch_size=batch_size, on_progress=on_progress)
+
+    def _encode_call(self, texts: list[str], kind: str, *, batch_size: int | None = None,
+                     on_progress: ProgressCallback | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out

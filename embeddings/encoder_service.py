@@ -8,8 +8,9 @@ texts their vector cache does not hold, over a local socket
 (:mod:`multiprocessing.connection`, authenticated with a random key).
 
 The process encodes one request at a time: torch already uses every core for
-one batch, so concurrent batches would only fight over them. Long jobs (an
-import) are sent in chunks, so a search waits at most one chunk.
+one batch, so concurrent batches would only fight over them. Searches that
+arrive together are encoded together (:mod:`embeddings.encode_queue`). Long
+jobs (an import) are sent in chunks, so a search waits at most one chunk.
 """
 from __future__ import annotations
 
@@ -45,11 +46,12 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
 
     ``ready`` (the sending end of a pipe) is told once the socket accepts connections.
     """
+    from .encode_queue import EncodeQueue
     from .encoder import Encoder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
-    lock = threading.Lock()
+    queue = EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch)
     info = {"dim": encoder.dim, "model_id": encoder.model_id, "pid": os.getpid()}
     if os.path.exists(address):
         os.unlink(address)
@@ -68,10 +70,9 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
                     return
                 try:
                     if request[0] == "info":
-                        conn.send(("ok", info))
+                        conn.send(("ok", {**info, "merged_calls": queue.merged_calls}))
                     elif request[0] == "encode":
-                        with lock:
-                            vecs = encoder.encode(request[1], request[2])
+                        vecs = queue.encode(request[1], request[2])
                         conn.send(("ok", vecs))
                     else:
                         conn.send(("error", f"unknown request {request[0]!r}"))
@@ -110,6 +111,11 @@ class RemoteEncoder:
                     raise
                 time.sleep(0.2)  # the process is still loading the model
         self.dim, self.model_id, self.server_pid = info["dim"], info["model_id"], info["pid"]
+
+    def server_info(self) -> dict:
+        """What the shared process reports of itself: ``dim``, ``model_id``, ``pid`` and ``merged_calls``
+        (calls answered by another call's forward pass since it started)."""
+        return self._call(("info",))
 
     def _connection(self) -> Connection:
         conn = getattr(self._local, "conn", None)

@@ -98,6 +98,12 @@ def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onn
         assert small.initializers is bulk.initializers  # one copy of the weights for both sessions
 
 
+def test_onnx_small_calls_run_side_by_side_and_are_never_merged(onnx_int8, torch_bf16):
+    # Its one-thread sessions run beside each other, and four texts together cost more than four alone.
+    assert onnx_int8.small_call_batch == 1 and onnx_int8._small_calls is None
+    assert torch_bf16.small_call_batch == SMALL_CALL and torch_bf16._small_calls is not None
+
+
 def test_bf16_vectors_agree_with_fp32(encoder, torch_bf16, texts):
     # Measured on 64 CSL abstracts: min cosine 1.0000 to four places; bf16 keeps 8 bits of mantissa,
     # and the errors average out over 384 dimensions and 12 layers.

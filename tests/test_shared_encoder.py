@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -39,6 +40,30 @@ def test_remote_vectors_are_the_local_encoders(shared, encoder):
     got = remote.encode(many, "passage", on_progress=lambda done, total: progress.append((done, total)))
     assert progress[-1] == (70, 70) and len(progress) == 3
     assert np.allclose(got, encoder.encode(many, "passage"), atol=1e-5)
+
+
+def test_searches_from_several_workers_arriving_together_share_one_pass(shared, encoder):
+    long_job = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" for i in range(96)]
+    searches = ["锂离子电池热管理", "海参苗种繁育", "曲轴表面激光强化", "工业机器人视觉定位"]
+    before = RemoteEncoder(shared.address, shared.authkey).server_info()["merged_calls"]
+    results: dict[str, np.ndarray] = {}
+
+    def search(text: str) -> None:  # a worker's thread: its own connection
+        results[text] = RemoteEncoder(shared.address, shared.authkey).encode([text], "query")
+
+    busy = threading.Thread(target=RemoteEncoder(shared.address, shared.authkey)._call,
+                            args=(("encode", long_job, "passage"),))  # one request, not chunked: seconds long
+    busy.start()
+    time.sleep(0.3)
+    threads = [threading.Thread(target=search, args=(t,)) for t in searches]
+    for t in threads:
+        t.start()
+    assert busy.is_alive(), "the long request ended before the searches arrived: nothing to test"
+    for t in [busy, *threads]:
+        t.join()
+    assert RemoteEncoder(shared.address, shared.authkey).server_info()["merged_calls"] - before == 3
+    for text in searches:
+        assert np.allclose(results[text], encoder.encode([text], "query"), atol=1e-5)
 
 
 def test_a_wrong_key_is_refused(shared):
