@@ -93,10 +93,16 @@ end
 """
 
 
-def search_queries(n: int, seed: int = 5) -> list[str]:
-    """``n`` short real search texts, the same for a seed: a need's title and first 120 characters, or a dev query."""
-    rows = [json.loads(line) for line in (synthetic.EVAL / "bdci2019_needs.jsonl").open(encoding="utf-8")]
-    texts = [(r.get("title") or "") + "：" + r["text"][:120] for r in rows]
+def search_queries(n: int, seed: int = 5, typed_only: bool = False) -> list[str]:
+    """``n`` short real search texts, the same for a seed: a need's title and first 120 characters, or a dev query.
+
+    ``typed_only``: the dev queries alone (a few words, as a broker types them; 22 characters on average
+    against 72 for the mix).
+    """
+    texts = []
+    if not typed_only:
+        rows = [json.loads(line) for line in (synthetic.EVAL / "bdci2019_needs.jsonl").open(encoding="utf-8")]
+        texts = [(r.get("title") or "") + "：" + r["text"][:120] for r in rows]
     for path in sorted(synthetic.EVAL.glob("*/queries.jsonl")):
         texts += [json.loads(line)["text"] for line in path.open(encoding="utf-8")]
     random.Random(seed).shuffle(texts)
@@ -407,6 +413,8 @@ def main() -> int:
                         help="匹配页面缓存：先关后开各测一轮（默认），或只测一种")
     parser.add_argument("--search-texts", choices=("fresh", "repeated"), default="fresh",
                         help="检索文本：每次请求都是新文本（默认，含查询编码），或循环 300 条（查询向量多已缓存）")
+    parser.add_argument("--search-length", choices=("mixed", "typed"), default="mixed",
+                        help="检索文本长度：需求标题加正文开头与开发集查询混合（默认，平均 72 字），或只用开发集查询（键入的几个词，平均 22 字）")
     parser.add_argument("--only", choices=("matches", "search"), default=None,
                         help="只测已存需求的匹配或只测自由文本检索（默认两者都测）")
     args = parser.parse_args()
@@ -420,7 +428,7 @@ def main() -> int:
     concurrency = [int(x) for x in args.concurrency.split(",")]
     needs = random.Random(11).sample(service.need_ids, min(args.needs, len(service.need_ids)))
     paths = [f"/needs/{i}/matches" for i in needs]
-    bodies = search_bodies(search_queries(300), args.search_texts == "fresh")
+    bodies = search_bodies(search_queries(300, typed_only=args.search_length == "typed"), args.search_texts == "fresh")
     # Without the page cache every request ranks and explains (what a need's first view after a write costs);
     # with it (the default) a repeated view between writes is served from the worker's memory.
     modes = {"off": ("0", "页面缓存关闭：每次都排序并解释（相当于写入后的首次查看）"),
