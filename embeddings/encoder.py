@@ -86,6 +86,28 @@ def _model_id(spec: str, location: str) -> str:
     return f"{path.name}@{digest.hexdigest()[:12]}"
 
 
+# oneDNN keeps a compiled kernel for every input shape it meets (up to 1,024): with batches padded only to their
+# longest text, every token count is a new shape, and one encoding process grew from 1.06 to 1.66 GB over 800
+# searches of 1-4 texts. Padding to a multiple of 8 tokens kept it at 1.16 GB, the time unchanged
+# (docs/benchmarks.md, "Searches arriving together").
+TOKEN_MULTIPLE = 8
+
+
+def _pad_to_multiple(st, multiple: int) -> None:
+    """Make ``st`` pad each batch's token count up to a multiple of ``multiple``, where its library allows it.
+
+    Pooling and attention skip padding, so the vectors stay the same to float rounding; a setting the model
+    folder already carries wins.
+    """
+    module = st[0] if len(st) else None
+    settings = getattr(module, "processing_kwargs", None)
+    if not isinstance(settings, dict):  # sentence-transformers before 6 tokenizes without such settings
+        return
+    text = dict(settings.get("text") or {})
+    text.setdefault("pad_to_multiple_of", multiple)
+    module.processing_kwargs = {**settings, "text": text}
+
+
 class Encoder:
     """A loaded embedding model: ``encode(texts, "query"|"passage")``.
 
@@ -128,6 +150,7 @@ class Encoder:
             torch.set_num_threads(self._threads)
             if backend == TORCH_BF16:
                 self._st = self._st.to(torch.bfloat16)
+            _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
             self._st = None  # only the tokenizer is needed now; let the fp32 weights go

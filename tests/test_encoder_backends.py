@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embeddings.cached_encoder import CachedEncoder
-from embeddings.encoder import SMALL_CALL, Encoder
+from embeddings.encoder import SMALL_CALL, TOKEN_MULTIPLE, Encoder
 from embeddings.onnx_backend import (BACKENDS, DEFAULT_BACKEND, INT8_RECIPE, UnknownBackendError, check_backend,
                                      cpu_has_bf16, cpu_threads)
 from embeddings.vector_cache import VectorCache
@@ -102,6 +102,24 @@ def test_onnx_small_calls_run_side_by_side_and_are_never_merged(onnx_int8, torch
     # Its one-thread sessions run beside each other, and four texts together cost more than four alone.
     assert onnx_int8.small_call_batch == 1 and onnx_int8._small_calls is None
     assert torch_bf16.small_call_batch == SMALL_CALL and torch_bf16._small_calls is not None
+
+
+def test_torch_batches_are_padded_to_a_multiple_of_eight_tokens_and_the_vectors_do_not_change(encoder, torch_bf16):
+    for enc in (encoder, torch_bf16):
+        module = enc._st[0]
+        lengths = set()
+        for n in range(1, len(SHORT) + 1):  # batches whose longest text has different token counts
+            lengths.add(enc._st.preprocess(enc.profile.apply(SHORT[:n], "query"))["input_ids"].shape[1])
+        assert len(lengths) > 1 and all(n % TOKEN_MULTIPLE == 0 for n in lengths)
+        padded = enc.encode(SHORT, "query", batch_size=2)
+        saved, module.processing_kwargs = module.processing_kwargs, {}
+        try:
+            unpadded_len = enc._st.preprocess(enc.profile.apply(SHORT[:1], "query"))["input_ids"].shape[1]
+            unpadded = enc.encode(SHORT, "query", batch_size=2)
+        finally:
+            module.processing_kwargs = saved
+        assert unpadded_len % TOKEN_MULTIPLE != 0  # so the padded run really added padding
+        assert np.allclose(padded, unpadded, atol=2e-3 if enc is torch_bf16 else 1e-5)
 
 
 def test_bf16_vectors_agree_with_fp32(encoder, torch_bf16, texts):
