@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .active_model import active_model_dir
+from .core_slots import CoreSlots
+from .cpu_load import SMALL_CALL_CORES, cores_idle
 from .encode_queue import EncodeQueue
 from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_threads,
                            ensure_onnx_file, export_dir, load_initializers)
@@ -120,8 +122,12 @@ class Encoder:
     """
 
     def __init__(self, spec: str = DEFAULT_MODEL, data_dir: Path | str = "data", check_chinese: bool = True,
-                 backend: str = TORCH):
+                 backend: str = TORCH, small_call_cores: str | None = None):
         backend = check_backend(backend)  # refuse a typo before spending seconds on loading
+        small_call_cores = small_call_cores or os.environ.get("MATCHER_SMALL_CALL_CORES", "auto")
+        if small_call_cores not in SMALL_CALL_CORES:
+            raise ValueError(f"MATCHER_SMALL_CALL_CORES 须为 {' 或 '.join(SMALL_CALL_CORES)}，而不是 {small_call_cores!r}")
+        self.small_call_cores = small_call_cores
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if spec == DEFAULT_MODEL or Path(spec).exists() or spec.startswith(("/", ".")):
             # Everything local: never let a missing file turn into a hub download.
@@ -144,6 +150,8 @@ class Encoder:
         # torch's thread count is per process: two calls at once must not change it under each other.
         self._lock = threading.Lock()
         self._small_calls: EncodeQueue | None = None
+        self._slots: CoreSlots | None = None  # ONNX: the cores handed to the calls running at once
+        self._widened = 0  # torch: small calls that found the machine otherwise idle and took every core
         if backend in (TORCH, TORCH_BF16):
             import torch
 
@@ -153,6 +161,7 @@ class Encoder:
             _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
+            self._slots = CoreSlots(self._threads, lambda: cores_idle())
             self._st = None  # only the tokenizer is needed now; let the fp32 weights go
         # How many texts of small calls waiting together are worth one forward pass: with torch a few
         # together cost little more than one (see embeddings.encode_queue); ONNX Runtime's one-thread
@@ -220,8 +229,10 @@ class Encoder:
         wasted work. Encoding goes in chunks so ``on_progress(done, total)`` can
         drive a progress bar; rows come back in the caller's order. A call of at
         most :data:`SMALL_CALL` texts runs on one thread (the vectors are the same
-        to float rounding), with torch together with any other such calls waiting
-        for the model; bigger ones use every core this process may run on.
+        to float rounding) unless nothing else is running on the machine
+        (``small_call_cores="auto"``, :func:`~embeddings.cpu_load.cores_idle`); with torch it goes
+        together with any other such calls waiting for the model. Bigger ones use every core
+        this process may run on.
         """
         texts = list(texts)
         if self._small_calls is not None and 0 < len(texts) <= SMALL_CALL and batch_size is None:
@@ -240,14 +251,45 @@ class Encoder:
         # Small batches suit ONNX Runtime on few cores (activations stay in cache); torch likes bigger ones.
         batch_size = batch_size or (32 if self._onnx is None else 16)
         order = sorted(range(len(prefixed)), key=lambda i: -len(prefixed[i]))
-        chunk = max(batch_size * 4, 1)
-        one_thread = len(texts) <= SMALL_CALL
+        # ONNX holds its cores one batch at a time, so a search waits behind at most one batch of an import.
+        chunk = batch_size if self._slots is not None else max(batch_size * 4, 1)
+        small = len(texts) <= SMALL_CALL
         for start in range(0, len(order), chunk):
             rows = order[start : start + chunk]
-            out[rows] = self._encode_sorted([prefixed[i] for i in rows], batch_size, one_thread)
+            with self._cores(small) as one_thread:
+                out[rows] = self._encode_sorted([prefixed[i] for i in rows], batch_size, one_thread)
             if on_progress:
                 on_progress(min(start + len(rows), len(texts)), len(texts))
         return out
+
+    @property
+    def runs_calls_side_by_side(self) -> bool:
+        """Whether calls from several threads run at once, each on its share of the cores (ONNX), rather
+        than one at a time (torch, whose thread count is per process: see :mod:`embeddings.encode_queue`)."""
+        return self._slots is not None
+
+    @property
+    def small_calls_all_cores(self) -> int:
+        """Small calls so far that found the machine otherwise idle and ran on every core."""
+        return self._slots.widened if self._slots is not None else self._widened
+
+    @property
+    def small_calls_side_by_side(self) -> int:
+        """Small calls so far that ran beside another call, each on a core of its own (ONNX only)."""
+        return self._slots.side_by_side if self._slots is not None else 0
+
+    @contextmanager
+    def _cores(self, small: bool):
+        """Whether the call runs on one thread (True) or every core, holding its cores while it runs."""
+        may_widen = self.small_call_cores == "auto" and self._threads > 1
+        if self._slots is not None:
+            with self._slots.take(small, may_widen) as got:
+                yield got == 1
+            return
+        if small and may_widen and cores_idle():
+            self._widened += 1
+            small = False
+        yield small
 
     @contextmanager
     def _torch_threads(self, one_thread: bool):

