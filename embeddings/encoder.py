@@ -151,7 +151,6 @@ class Encoder:
         self._lock = threading.Lock()
         self._small_calls: EncodeQueue | None = None
         self._slots: CoreSlots | None = None  # ONNX: the cores handed to the calls running at once
-        self._widened = 0  # torch: small calls that found the machine otherwise idle and took every core
         if backend in (TORCH, TORCH_BF16):
             import torch
 
@@ -229,8 +228,8 @@ class Encoder:
         wasted work. Encoding goes in chunks so ``on_progress(done, total)`` can
         drive a progress bar; rows come back in the caller's order. A call of at
         most :data:`SMALL_CALL` texts runs on one thread (the vectors are the same
-        to float rounding) unless nothing else is running on the machine
-        (``small_call_cores="auto"``, :func:`~embeddings.cpu_load.cores_idle`); with torch it goes
+        to float rounding); with ONNX, on every core when nothing else runs or waits
+        (``small_call_cores="auto"``, :func:`~embeddings.cpu_load.cores_idle`), and with torch
         together with any other such calls waiting for the model. Bigger ones use every core
         this process may run on.
         """
@@ -270,8 +269,8 @@ class Encoder:
 
     @property
     def small_calls_all_cores(self) -> int:
-        """Small calls so far that found the machine otherwise idle and ran on every core."""
-        return self._slots.widened if self._slots is not None else self._widened
+        """Small calls so far that found the machine otherwise idle and ran on every core (ONNX only)."""
+        return self._slots.widened if self._slots is not None else 0
 
     @property
     def small_calls_side_by_side(self) -> int:
@@ -280,16 +279,17 @@ class Encoder:
 
     @contextmanager
     def _cores(self, small: bool):
-        """Whether the call runs on one thread (True) or every core, holding its cores while it runs."""
-        may_widen = self.small_call_cores == "auto" and self._threads > 1
-        if self._slots is not None:
-            with self._slots.take(small, may_widen) as got:
-                yield got == 1
+        """Whether the call runs on one thread (True) or every core, holding its cores while it runs.
+
+        Only ONNX widens a lone small call: a torch call on two threads whose second core is taken
+        mid-call waited up to twenty times longer (docs/benchmarks.md, "One thread for a small call"),
+        ONNX about twice, and only ONNX was measured widened.
+        """
+        if self._slots is None:
+            yield small
             return
-        if small and may_widen and cores_idle():
-            self._widened += 1
-            small = False
-        yield small
+        with self._slots.take(small, self.small_call_cores == "auto" and self._threads > 1) as got:
+            yield got == 1
 
     @contextmanager
     def _torch_threads(self, one_thread: bool):
