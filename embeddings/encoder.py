@@ -160,7 +160,7 @@ class Encoder:
             _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
-            self._slots = CoreSlots(self._threads, lambda: cores_idle())
+            self._slots = CoreSlots(self._threads, lambda: cores_idle())  # looked up per call, not bound now
             self._st = None  # only the tokenizer is needed now; let the fp32 weights go
         # How many texts of small calls waiting together are worth one forward pass: with torch a few
         # together cost little more than one (see embeddings.encode_queue); ONNX Runtime's one-thread

