@@ -5,9 +5,10 @@ can be encoded side by side on one core each instead of one after the other (whi
 while the API workers waited for their vectors). A big call (an import, an index build) runs on the
 all-core session and must not share the cores with anything, or its threads wait on each other at
 every layer; it takes every slot, and small calls arriving while it waits queue behind it, so a stream
-of searches cannot starve an import (a search waits at most one chunk of it, as before). A small call
-that finds every slot free and the machine otherwise idle takes them all: alone, it is ~1.5× faster on
-two cores (:mod:`embeddings.cpu_load`).
+of searches cannot starve an import (the encoder takes slots one batch at a time, so a search waits
+behind at most one batch of it). A small call that finds every slot free, nobody in line and the
+machine otherwise idle takes them all: alone, it took about 0.8× the time on two Zen 3 cores
+(:mod:`embeddings.cpu_load`).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Whether the machine's other cores are free at this instant: how many a small encode call may take.
 
-A search's one short text encodes faster on two threads than on one (ONNX on a Zen 3 machine, p50 / p95:
-24 / 73 against 30–34 / 87–90 ms), but only while the other core is idle: when an API worker is ranking there, a
+A search's one short text encodes faster on two threads than on one (ONNX on a Zen 3 machine, alternating
+runs, p50 / p95: 29.7–36.2 / 88.4–95.3 against 37.3–39.5 / 109.9–120.0 ms), but only while the other core is idle: when an API worker is ranking there, a
 two-thread call waits at every layer for the thread the scheduler put aside (two to twenty times slower,
 docs/benchmarks.md). Linux says how many threads are running or waiting for a core right now, machine-wide,
 in ``/proc/loadavg``; reading it costs microseconds, so it is asked once per small call.

@@ -213,7 +213,8 @@ class OnnxSentenceModel:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
-        # One request at a time per session: a second pool of threads would only compete for the same cores.
+        # No second pool for parallel graph branches: it would only compete for the same cores (several
+        # calls may run one session at once, each on its own share: embeddings.core_slots).
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Pool threads spin between the operators of a run (waking a sleeping one costs more), but not after
