@@ -237,8 +237,11 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    # The model lives once in the repo's data dir; the bench service reads it from there.
-    (data_dir / "models").symlink_to((REPO / "data" / "models").resolve(), target_is_directory=True)
+    # The model lives once in the repo's data dir; the bench service reads it from there. On a fresh clone
+    # (no `make run` yet) that folder does not exist: a link to nothing would make the model build fail.
+    shared_models = (REPO / "data" / "models").resolve()
+    shared_models.mkdir(parents=True, exist_ok=True)
+    (data_dir / "models").symlink_to(shared_models, target_is_directory=True)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     texts = _Texts(rng)
