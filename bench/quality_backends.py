@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.paths import EVAL  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from embeddings.encoder import Encoder  # noqa: E402
@@ -24,7 +25,6 @@ from matcher.evaluation.dataset import load_eval_set, subsample  # noqa: E402
 from matcher.evaluation.runner import EvalOptions, run_eval  # noqa: E402
 from matcher.settings import Settings  # noqa: E402
 
-EVAL = ROOT.parent / "shared" / "eval"
 BOUND = 0.01  # the limit: no more than 0.01 nDCG@10 below fp32
 
 

@@ -5,7 +5,7 @@
 needs, plus one admin account, using bulk SQLAlchemy Core inserts:
 
 - texts are real: outcome bodies recombine whole sentences of the abstracts in
-  /work/shared/eval/*/corpus.jsonl (seeded), titles and keywords come from the
+  ../shared/eval/*/corpus.jsonl (seeded), titles and keywords come from the
   same abstract's terms, needs are the real enterprise needs of bdci2019;
 - vectors are synthetic but clustered (300 topic centres, abstract → topic,
   sentence ≈ its abstract, document ≈ mean of its sentences), unit length, and
@@ -33,6 +33,7 @@ import numpy as np
 from sqlalchemy import insert, select, text
 
 from bench.local_services import schema_url
+from bench.paths import EVAL, REPO
 from embeddings.encoder import DEFAULT_MODEL, _model_id, resolve_model_dir
 from embeddings.vector_cache import embedding_cache, text_key
 from matcher.documents import document_text, sentences_of
@@ -41,8 +42,6 @@ from matcher.models import Enterprise, Institution, Need, Outcome
 from matcher.textutil import embed_text, split_sentences, terms
 from matcher.vocab import COOPERATION_MODES, INDUSTRY_CHAINS, STAGES
 
-EVAL = Path("/work/shared/eval")
-REPO = Path(__file__).resolve().parents[1]
 DIM = 384
 ADMIN = ("bench_admin", "bench-password-2026")
 _CITIES = ("威海", "文登", "荣成", "乳山", "烟台", "青岛", "济南", "淄博", "潍坊", "临沂", "北京", "上海", "南京", "杭州", "武汉")
@@ -225,6 +224,17 @@ def _check_keys(engine) -> None:
             assert sentences_of(r) == (split_sentences(r.abstract) or [r.title])
 
 
+def link_models(data_dir: Path, shared: Path = REPO / "data" / "models") -> None:
+    """Make ``data_dir/models`` the repo's model folder, so the model is built and kept once for every bench service.
+
+    The folder is created when missing (a fresh clone where ``make run`` never ran): a link to nothing
+    would make the model build fail.
+    """
+    shared = shared.resolve()
+    shared.mkdir(parents=True, exist_ok=True)
+    (data_dir / "models").symlink_to(shared, target_is_directory=True)
+
+
 def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: str | None = None,
           seed: int = 7, log=print) -> BenchService:
     """Fill a fresh service in ``data_dir`` (wiped first) with ``n_outcomes`` outcomes and ``n_needs`` needs.
@@ -237,11 +247,7 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    # The model lives once in the repo's data dir; the bench service reads it from there. On a fresh clone
-    # (no `make run` yet) that folder does not exist: a link to nothing would make the model build fail.
-    shared_models = (REPO / "data" / "models").resolve()
-    shared_models.mkdir(parents=True, exist_ok=True)
-    (data_dir / "models").symlink_to(shared_models, target_is_directory=True)
+    link_models(data_dir)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     texts = _Texts(rng)

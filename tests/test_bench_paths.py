@@ -1,0 +1,39 @@
+"""The benchmarks run from any clone with ../shared beside it, and on one where `make run` never ran."""
+from __future__ import annotations
+
+import importlib
+import subprocess
+from pathlib import Path
+
+from bench import paths, synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_eval_data_is_found_beside_the_clone_or_where_the_setting_says(monkeypatch, tmp_path):
+    monkeypatch.delenv("MATCHER_EVAL_DIR", raising=False)
+    assert importlib.reload(paths).EVAL == ROOT.parent / "shared" / "eval"
+    assert (paths.EVAL / "csl_goal" / "corpus.jsonl").exists()
+    monkeypatch.setenv("MATCHER_EVAL_DIR", str(tmp_path))
+    assert importlib.reload(paths).EVAL == tmp_path
+    monkeypatch.delenv("MATCHER_EVAL_DIR")
+    importlib.reload(paths)
+
+
+def test_no_tracked_file_names_the_machine_s_own_folders():
+    # A path like /work/shared holds only on the machine it was written on; CI clones elsewhere.
+    listed = subprocess.run(["git", "ls-files", "*.py", "Makefile", ".ci/run", "*.toml"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    offenders = [name for name in listed if "/work/" in (ROOT / name).read_text(encoding="utf-8")
+                 and name != "tests/test_bench_paths.py"]
+    assert offenders == []
+
+
+def test_a_bench_service_links_a_model_folder_that_exists_even_on_a_fresh_clone(tmp_path):
+    shared = tmp_path / "repo" / "data" / "models"  # not there yet, as on a fresh clone
+    service = tmp_path / "bench" / "100"
+    service.mkdir(parents=True)
+    synthetic.link_models(service, shared)
+    assert (service / "models").resolve() == shared.resolve() and shared.is_dir()
+    # What resolve_model_dir does first: with a link to nothing it raised FileExistsError.
+    (service / "models").mkdir(parents=True, exist_ok=True)
