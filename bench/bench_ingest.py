@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.paths import EVAL  # noqa: E402
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import EVAL, REPO  # noqa: E402
+
 CORPUS = EVAL / "csl_goal" / "corpus.jsonl"
 _CHAINS = ("新能源新材料", "电子信息", "汽车机电", "现代农业", "海洋生物", "医药及健康食品")
 

@@ -7,10 +7,11 @@ queries), then answer the evaluation queries one at a time, as a request does.
 Ours is the service's path: ``Encoder`` in a ``CachedEncoder`` and
 ``VectorIndex.build``, by default on the ``torch`` backend so that both sides run
 the same fp32 sentence-transformers model (``--backend auto`` measures what the
-service runs on this CPU); theirs is ``txtai.Embeddings`` with its own FAISS backend. txtai encodes queries with sentence-transformers's
-``encode_query``, which already applies the model's saved "query: " prompt, so
-its instructions only add "passage: " (giving it "query: " too would prefix
-queries twice; the printed cosines check both sides embed alike). Encoding
+service runs on this CPU); theirs is ``txtai.Embeddings`` with its own FAISS
+backend. txtai encodes queries with sentence-transformers's ``encode_query``,
+which already applies the model's saved "query: " prompt, so its instructions
+only add "passage: " (giving it "query: " too would prefix queries twice; the
+printed cosines check both sides embed alike). Encoding
 dominates both, so the sample is bounded (``--docs``). The top-10 overlap
 between the two is a sanity check that both rank the same way, not a quality
 measure.

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.paths import EVAL  # noqa: E402
+from bench.paths import EVAL as SHARED  # noqa: E402
 from matcher.evaluation.dataset import EvalSet, load_eval_set  # noqa: E402
 from matcher.evaluation.metrics import ndcg_at  # noqa: E402
 from matcher.evaluation.runner import EvalRun  # noqa: E402
@@ -36,7 +36,6 @@ from matcher.settings import get_settings  # noqa: E402
 from matcher.tokens import _CJK_RUN, _NUMBER, _WORDLIKE, TermTokenizer, normalize  # noqa: E402
 from matcher.textutil import STOPWORDS  # noqa: E402
 
-SHARED = EVAL
 Tokenize = Callable[[str], list[str]]
 _JIEBA = jieba.Tokenizer()
 

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.paths import EVAL  # noqa: E402
+from bench.paths import EVAL as SHARED  # noqa: E402
 from matcher.evaluation.dataset import load_eval_set  # noqa: E402
 from matcher.evaluation.metrics import mean_scores, score_run  # noqa: E402
 from matcher.evaluation.runner import EvalRun, _encode_sentences  # noqa: E402
@@ -38,7 +38,6 @@ from matcher.retrieval import Retriever  # noqa: E402
 from matcher.scoring import DEFAULT_WEIGHTS  # noqa: E402
 from matcher.settings import get_settings  # noqa: E402
 
-SHARED = EVAL
 POOL = 50
 _KEYWORD_SPLIT = re.compile(r"[、，,；;]")
 

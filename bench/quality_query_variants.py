@@ -17,14 +17,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.paths import EVAL  # noqa: E402
+from bench.paths import EVAL as SHARED  # noqa: E402
 from matcher import matching  # noqa: E402
 from matcher.evaluation.dataset import load_eval_set  # noqa: E402
 from matcher.evaluation.runner import EvalOptions, EvalRun  # noqa: E402
 from matcher.scoring import DEFAULT_WEIGHTS  # noqa: E402
 from matcher.settings import get_settings  # noqa: E402
 
-SHARED = EVAL
 _SEP = re.compile(r"[、，,；;]")
 _ORIGINAL = matching._text_query
 
