@@ -235,6 +235,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int 
               help="多个工作进程共用一个向量编码进程（模型只加载一次；多进程时默认开启）")):
     """启动 HTTP API（文档在 /docs）。"""
     import os
+    from contextlib import nullcontext
 
     import uvicorn
 
@@ -251,8 +252,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int 
         # The protocol is named by import path: api stays above matcher (the CLI only names it).
         # httptools and uvloop (C) took about 3 ms off each request against h11 and asyncio (pure Python) in
         # docs/benchmarks.md; uvicorn's "auto" loop is uvloop where it is installed.
-        uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                    http=f"api.http_protocol:{serving_protocol()}", loop="auto")
+        # Several workers share a table of their connection counts, to keep keep-alive connections even.
+        from uvicorn.importer import import_from_string
+
+        balance = import_from_string("api.connection_balance:shared_table")(workers) if workers > 1 else nullcontext()
+        with balance:
+            uvicorn.run("api.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                        http=f"api.http_protocol:{serving_protocol()}", loop="auto")
     finally:
         if encoder is not None:
             encoder.stop()
