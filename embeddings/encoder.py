@@ -147,8 +147,13 @@ class Encoder:
         self._onnx: OnnxSentenceModel | None = None
         self._onnx_one_thread: OnnxSentenceModel | None = None
         self._threads = cpu_threads()
-        # torch's thread count is per process: two calls at once must not change it under each other.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the ONNX one-thread session is made once
+        # torch's thread count is per process: one-thread calls run side by side with it at 1, an all-core
+        # call runs alone with it at every core, and a waiting all-core call lets no new one-thread call start.
+        self._threads_state = threading.Condition()
+        self._one_thread_calls = 0
+        self._all_core_calls = 0  # running (at most 1) or waiting
+        self._all_core_running = False
         self._small_calls: EncodeQueue | None = None
         self._slots: CoreSlots | None = None  # ONNX: the cores handed to the calls running at once
         if backend in (TORCH, TORCH_BF16):
@@ -166,10 +171,12 @@ class Encoder:
         # together cost little more than one (see embeddings.encode_queue); ONNX Runtime's one-thread
         # session gains nothing from it (four 72-character texts 119 ms together, 26 ms each alone).
         self.small_call_batch = SMALL_CALL if self._onnx is None else 1
+        # torch runs up to one small call per core at once, each on one thread (see embeddings.encode_queue),
+        # and merges the ones that wait together. ONNX sessions run side by side through CoreSlots instead.
+        self.small_call_lanes = self._threads if self._onnx is None else 1
         if self._onnx is None:
-            # torch runs one small call at a time anyway (its thread count is per process), so merging the
-            # ones the request threads send together only saves work. ONNX sessions run side by side.
-            self._small_calls = EncodeQueue(self._encode_call, max_texts=self.small_call_batch)
+            self._small_calls = EncodeQueue(self._encode_call, max_texts=self.small_call_batch,
+                                            lanes=self.small_call_lanes)
         if check_chinese:
             self._check_chinese()
 
@@ -274,8 +281,10 @@ class Encoder:
 
     @property
     def small_calls_side_by_side(self) -> int:
-        """Small calls so far that ran beside another call, each on a core of its own (ONNX only)."""
-        return self._slots.side_by_side if self._slots is not None else 0
+        """Small calls (passes, with torch) so far that started beside another, each on a core of its own."""
+        if self._slots is not None:
+            return self._slots.side_by_side
+        return self._small_calls.side_by_side if self._small_calls is not None else 0
 
     @contextmanager
     def _cores(self, small: bool):
@@ -295,14 +304,28 @@ class Encoder:
     def _torch_threads(self, one_thread: bool):
         import torch
 
-        with self._lock:
+        with self._threads_state:
             if one_thread:
-                torch.set_num_threads(1)
-            try:
-                yield
-            finally:
+                self._threads_state.wait_for(lambda: self._all_core_calls == 0)
+                if self._one_thread_calls == 0:
+                    torch.set_num_threads(1)
+                self._one_thread_calls += 1
+            else:
+                self._all_core_calls += 1
+                self._threads_state.wait_for(lambda: self._one_thread_calls == 0 and not self._all_core_running)
+                self._all_core_running = True
+        try:
+            yield
+        finally:
+            with self._threads_state:
                 if one_thread:
-                    torch.set_num_threads(self._threads)
+                    self._one_thread_calls -= 1
+                    if self._one_thread_calls == 0:
+                        torch.set_num_threads(self._threads)
+                else:
+                    self._all_core_calls -= 1
+                    self._all_core_running = False
+                self._threads_state.notify_all()
 
     def _onnx_model(self, one_thread: bool) -> OnnxSentenceModel:
         if not one_thread or self._threads == 1:

@@ -54,7 +54,8 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
     # ONNX runs the calls of several workers at once, a core each; torch runs one at a time, merging small ones.
-    queue = None if encoder.runs_calls_side_by_side else EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch)
+    queue = None if encoder.runs_calls_side_by_side else EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch,
+                                                                     lanes=encoder.small_call_lanes)
     encode = encoder.encode if queue is None else queue.encode
     info = {"dim": encoder.dim, "model_id": encoder.model_id, "pid": os.getpid()}
     if os.path.exists(address):
@@ -122,7 +123,8 @@ class RemoteEncoder:
         """What the shared process reports of itself: ``dim``, ``model_id``, ``pid``, ``merged_calls``
         (calls answered by another call's forward pass since it started, torch), ``small_calls_all_cores``
         (small calls that found the machine otherwise idle and ran on every core) and
-        ``small_calls_side_by_side`` (small calls that ran beside another call on a core of their own, ONNX)."""
+        ``small_calls_side_by_side`` (small calls, or with torch small passes, that ran beside another on a core of
+        their own)."""
         return self._call(("info",))
 
     def _connection(self) -> Connection:

@@ -87,20 +87,74 @@ def test_the_torch_encoders_own_small_calls_from_request_threads_are_merged(enco
     slow = ["面向海洋牧场的智能投喂、水质在线监测与病害预警系统研发，" * 12] * SMALL_CALL  # a small call of long texts
     before = encoder._small_calls.merged_calls
     results: dict[str, np.ndarray] = {}
-    first = threading.Thread(target=encoder.encode, args=(slow, "passage"))
-    first.start()
-    time.sleep(0.05)
+    # Small calls run side by side, one a core: fill every lane before the searches come.
+    first = [threading.Thread(target=encoder.encode, args=(slow, "passage")) for _ in range(encoder.small_call_lanes)]
+    for t in first:
+        t.start()
+    deadline = time.monotonic() + 30
+    while encoder._small_calls._running < encoder.small_call_lanes and time.monotonic() < deadline:
+        time.sleep(0.005)
     threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, encoder.encode([s], "query")))
                for s in SEARCHES]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 30
     while len(encoder._small_calls._waiting) < len(SEARCHES) and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert first.is_alive(), "the first call ended before the searches queued: nothing to test"
-    for t in [first, *threads]:
+    assert all(t.is_alive() for t in first), "a long call ended before the searches queued: nothing to test"
+    for t in [*first, *threads]:
         t.join()
     assert encoder.small_call_batch == SMALL_CALL
     assert encoder._small_calls.merged_calls - before == len(SEARCHES) - 1
     for s in SEARCHES:
         assert np.allclose(results[s], encoder.encode([s], "query"), atol=1e-5)
+
+
+def test_small_passes_run_side_by_side_up_to_the_lanes_and_a_big_call_alone_before_later_small_ones():
+    lock = threading.Lock()
+    running: list[str] = []
+    seen: list[tuple[str, tuple[str, ...]]] = []  # (what started, what else was running then)
+
+    def encode(texts, kind, **kwargs):
+        name = texts[0]
+        with lock:
+            seen.append((name, tuple(running)))
+            running.append(name)
+        time.sleep(0.15)
+        with lock:
+            running.remove(name)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    queue = EncodeQueue(encode, max_texts=2, lanes=2)
+    calls = [(["a"], 0.0), (["b"], 0.0), (["big", "x", "y"], 0.05), (["c"], 0.1)]
+    threads = [threading.Thread(target=lambda t=t, d=d: (time.sleep(d), queue.encode(t, "query"))) for t, d in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    started = dict(seen)
+    assert set(started["b"] + started["a"]) in ({"a"}, {"b"})  # a and b side by side
+    assert started["big"] == ()  # the big call alone, once a and b were done
+    assert started["c"] == () and [n for n, _ in seen].index("c") > [n for n, _ in seen].index("big")  # not before it
+    assert queue.side_by_side == 1 and queue._running == 0
+
+
+def test_the_torch_encoders_small_calls_run_side_by_side_with_the_vectors_of_one_at_a_time(encoder):
+    texts = [f"{s}（第{i}轮）" for i in range(6) for s in SEARCHES]
+    alone = {t: encoder.encode([t], "query") for t in texts}
+    before = encoder.small_calls_side_by_side
+    got: dict[str, np.ndarray] = {}
+
+    def run(part: list[str]) -> None:
+        for t in part:
+            got[t] = encoder.encode([t], "query")
+
+    threads = [threading.Thread(target=run, args=(texts[i::2],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert encoder.small_call_lanes == encoder._threads
+    if encoder.small_call_lanes > 1:
+        assert encoder.small_calls_side_by_side > before
+    for t in texts:
+        assert np.allclose(got[t], alone[t], atol=1e-5)
