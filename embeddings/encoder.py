@@ -237,8 +237,8 @@ class Encoder:
         most :data:`SMALL_CALL` texts runs on one thread (the vectors are the same
         to float rounding); with ONNX, on every core when nothing else runs or waits
         (``small_call_cores="auto"``, :func:`~embeddings.cpu_load.cores_idle`), and with torch
-        together with any other such calls waiting for the model. Bigger ones use every core
-        this process may run on.
+        beside up to one other small pass per core, merged with any such calls waiting for a core.
+        Bigger ones use every core this process may run on, alone.
         """
         texts = list(texts)
         if self._small_calls is not None and 0 < len(texts) <= SMALL_CALL and batch_size is None:
@@ -270,8 +270,9 @@ class Encoder:
 
     @property
     def runs_calls_side_by_side(self) -> bool:
-        """Whether calls from several threads run at once, each on its share of the cores (ONNX), rather
-        than one at a time (torch, whose thread count is per process: see :mod:`embeddings.encode_queue`)."""
+        """Whether calls from several threads run at once through :class:`~embeddings.core_slots.CoreSlots` (ONNX),
+        rather than through the encoder's :class:`~embeddings.encode_queue.EncodeQueue` (torch, whose thread count is
+        per process: small passes side by side at one thread each, a big call alone)."""
         return self._slots is not None
 
     @property

@@ -7,9 +7,9 @@ the model is loaded once, in a process of its own, and the workers send it the
 texts their vector cache does not hold, over a local socket
 (:mod:`multiprocessing.connection`, authenticated with a random key).
 
-With torch the process encodes one request at a time: torch already uses every
-core for one batch, so concurrent batches would only fight over them, and
-searches that arrive together are encoded together (:mod:`embeddings.encode_queue`).
+With torch the process runs up to one search per core at once, each on one
+thread, and merges the ones that wait for a core; a big batch runs alone on every
+core, since concurrent batches would only fight over them (:mod:`embeddings.encode_queue`).
 With ONNX, searches from several workers run side by side, a core each, and a
 big call takes every core (:mod:`embeddings.core_slots`). Long jobs (an import)
 are sent in chunks, so a search waits at most one chunk.
@@ -53,7 +53,8 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
-    # ONNX runs the calls of several workers at once, a core each; torch runs one at a time, merging small ones.
+    # ONNX runs the calls of several workers at once, a core each; torch runs small passes a core each, merging
+    # the ones that wait.
     queue = None if encoder.runs_calls_side_by_side else EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch,
                                                                      lanes=encoder.small_call_lanes)
     encode = encoder.encode if queue is None else queue.encode
