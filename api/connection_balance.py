@@ -56,7 +56,7 @@ class ConnectionTable:
 
     def _claim(self) -> int:
         # A few tries: another worker checking whether a slot is held holds that slot's lock for a moment.
-        for attempt in range(3):
+        for _ in range(3):
             for slot in range(self.slots):
                 try:
                     fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, SLOT, slot * SLOT)
