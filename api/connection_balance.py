@@ -69,10 +69,13 @@ class ConnectionTable:
     def _write(self) -> None:
         struct.pack_into("<q", self._map, self.slot * SLOT, self.count)
 
+    def _others(self) -> list[tuple[int, int]]:
+        counts = struct.unpack_from(f"<{self.slots}q", self._map)
+        return [(i, c) for i, c in enumerate(counts) if i != self.slot]
+
     def others(self) -> list[int]:
         """The other workers' connection counts."""
-        counts = struct.unpack_from(f"<{self.slots}q", self._map)
-        return [c for i, c in enumerate(counts) if i != self.slot]
+        return [c for _, c in self._others()]
 
     def opened(self) -> None:
         """A connection was accepted by this worker."""
@@ -108,10 +111,12 @@ class ConnectionTable:
         Only live workers count: while uvicorn restarts a killed one, its last count must not make the others
         close connection after connection that can only land on them again.
         """
-        if self.shedding or not should_shed(self.count, self.others()):
+        if self.shedding:
             return False
-        counts = struct.unpack_from(f"<{self.slots}q", self._map)
-        if not should_shed(self.count, [c for i, c in enumerate(counts) if i != self.slot and self._held(i)]):
+        others = self._others()
+        if not should_shed(self.count, [c for _, c in others]):
+            return False
+        if not should_shed(self.count, [c for i, c in others if self._held(i)]):  # only then: a syscall a slot
             return False
         self.shedding = True
         return True

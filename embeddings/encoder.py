@@ -148,13 +148,11 @@ class Encoder:
         self._onnx_one_thread: OnnxSentenceModel | None = None
         self._threads = cpu_threads()
         self._lock = threading.Lock()  # the ONNX one-thread session is made once
-        # torch's thread count is per process: one-thread calls run side by side with it at 1, an all-core
-        # call runs alone with it at every core, and a waiting all-core call lets no new one-thread call start.
-        self._threads_state = threading.Condition()
+        # torch's thread count is per process: it stays at 1 while any one-thread pass runs. The queue below
+        # never runs an all-core call beside one.
+        self._threads_lock = threading.Lock()
         self._one_thread_calls = 0
-        self._all_core_calls = 0  # running (at most 1) or waiting
-        self._all_core_running = False
-        self._small_calls: EncodeQueue | None = None
+        self._queue: EncodeQueue | None = None  # torch: every call, small passes side by side, big ones alone
         self._slots: CoreSlots | None = None  # ONNX: the cores handed to the calls running at once
         if backend in (TORCH, TORCH_BF16):
             import torch
@@ -175,7 +173,7 @@ class Encoder:
         # and merges the ones that wait together. ONNX sessions run side by side through CoreSlots instead.
         self.small_call_lanes = self._threads if self._onnx is None else 1
         if self._onnx is None:
-            self._small_calls = EncodeQueue(self._encode_call, max_texts=self.small_call_batch,
+            self._queue = EncodeQueue(self._encode_call, max_texts=self.small_call_batch,
                                             lanes=self.small_call_lanes)
         if check_chinese:
             self._check_chinese()
@@ -241,12 +239,15 @@ class Encoder:
         Bigger ones use every core this process may run on, alone.
         """
         texts = list(texts)
-        if self._small_calls is not None and 0 < len(texts) <= SMALL_CALL and batch_size is None:
-            vecs = self._small_calls.encode(texts, kind)
+        if self._queue is None:
+            return self._encode_call(texts, kind, batch_size=batch_size, on_progress=on_progress)
+        if 0 < len(texts) <= SMALL_CALL and batch_size is None:
+            vecs = self._queue.encode(texts, kind)  # a progress callback would make it run alone: report after
             if on_progress:
                 on_progress(len(texts), len(texts))
             return vecs
-        return self._encode_call(texts, kind, batch_size=batch_size, on_progress=on_progress)
+        # A big call goes through the same queue, so small passes wait for it (and merge) there.
+        return self._queue.encode(texts, kind, batch_size=batch_size, on_progress=on_progress)
 
     def _encode_call(self, texts: list[str], kind: str, *, batch_size: int | None = None,
                      on_progress: ProgressCallback | None = None) -> np.ndarray:
@@ -269,23 +270,21 @@ class Encoder:
         return out
 
     @property
-    def runs_calls_side_by_side(self) -> bool:
-        """Whether calls from several threads run at once through :class:`~embeddings.core_slots.CoreSlots` (ONNX),
-        rather than through the encoder's :class:`~embeddings.encode_queue.EncodeQueue` (torch, whose thread count is
-        per process: small passes side by side at one thread each, a big call alone)."""
-        return self._slots is not None
-
-    @property
     def small_calls_all_cores(self) -> int:
         """Small calls so far that found the machine otherwise idle and ran on every core (ONNX only)."""
         return self._slots.widened if self._slots is not None else 0
+
+    @property
+    def merged_calls(self) -> int:
+        """Small calls so far answered by another call's forward pass (torch)."""
+        return self._queue.merged_calls if self._queue is not None else 0
 
     @property
     def small_calls_side_by_side(self) -> int:
         """Small calls (passes, with torch) so far that started beside another, each on a core of its own."""
         if self._slots is not None:
             return self._slots.side_by_side
-        return self._small_calls.side_by_side if self._small_calls is not None else 0
+        return self._queue.side_by_side if self._queue is not None else 0
 
     @contextmanager
     def _cores(self, small: bool):
@@ -305,28 +304,20 @@ class Encoder:
     def _torch_threads(self, one_thread: bool):
         import torch
 
-        with self._threads_state:
-            if one_thread:
-                self._threads_state.wait_for(lambda: self._all_core_calls == 0)
-                if self._one_thread_calls == 0:
-                    torch.set_num_threads(1)
-                self._one_thread_calls += 1
-            else:
-                self._all_core_calls += 1
-                self._threads_state.wait_for(lambda: self._one_thread_calls == 0 and not self._all_core_running)
-                self._all_core_running = True
+        if not one_thread:
+            yield
+            return
+        with self._threads_lock:
+            if self._one_thread_calls == 0:
+                torch.set_num_threads(1)
+            self._one_thread_calls += 1
         try:
             yield
         finally:
-            with self._threads_state:
-                if one_thread:
-                    self._one_thread_calls -= 1
-                    if self._one_thread_calls == 0:
-                        torch.set_num_threads(self._threads)
-                else:
-                    self._all_core_calls -= 1
-                    self._all_core_running = False
-                self._threads_state.notify_all()
+            with self._threads_lock:
+                self._one_thread_calls -= 1
+                if self._one_thread_calls == 0:
+                    torch.set_num_threads(self._threads)
 
     def _onnx_model(self, one_thread: bool) -> OnnxSentenceModel:
         if not one_thread or self._threads == 1:

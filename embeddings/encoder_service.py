@@ -48,16 +48,13 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
 
     ``ready`` (the sending end of a pipe) is told once the socket accepts connections.
     """
-    from .encode_queue import EncodeQueue
     from .encoder import Encoder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
-    # ONNX runs the calls of several workers at once, a core each; torch runs small passes a core each, merging
-    # the ones that wait.
-    queue = None if encoder.runs_calls_side_by_side else EncodeQueue(encoder.encode, max_texts=encoder.small_call_batch,
-                                                                     lanes=encoder.small_call_lanes)
-    encode = encoder.encode if queue is None else queue.encode
+    # The encoder itself shares the cores out between the workers' calls: ONNX through CoreSlots, torch through its
+    # EncodeQueue (small passes a core each, merging the ones that wait; a big batch alone).
+    encode = encoder.encode
     info = {"dim": encoder.dim, "model_id": encoder.model_id, "pid": os.getpid()}
     if os.path.exists(address):
         os.unlink(address)
@@ -76,7 +73,7 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
                     return
                 try:
                     if request[0] == "info":
-                        conn.send(("ok", {**info, "merged_calls": queue.merged_calls if queue else 0,
+                        conn.send(("ok", {**info, "merged_calls": encoder.merged_calls,
                                            "small_calls_all_cores": encoder.small_calls_all_cores,
                                            "small_calls_side_by_side": encoder.small_calls_side_by_side}))
                     elif request[0] == "encode":

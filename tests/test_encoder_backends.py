@@ -166,8 +166,8 @@ def test_an_unknown_small_call_setting_is_refused():
 
 def test_onnx_small_calls_run_side_by_side_and_are_never_merged(onnx_int8, torch_bf16):
     # Its one-thread sessions run beside each other, and four texts together cost more than four alone.
-    assert onnx_int8.small_call_batch == 1 and onnx_int8._small_calls is None
-    assert torch_bf16.small_call_batch == SMALL_CALL and torch_bf16._small_calls is not None
+    assert onnx_int8.small_call_batch == 1 and onnx_int8._queue is None
+    assert torch_bf16.small_call_batch == SMALL_CALL and torch_bf16._queue is not None
 
 
 def test_torch_batches_are_padded_to_a_multiple_of_eight_tokens_and_the_vectors_do_not_change(encoder, torch_bf16):
