@@ -82,14 +82,12 @@ def test_calls_with_options_or_many_texts_run_alone(encoder):
         queue.encode(SEARCHES, "not-a-kind")
 
 
-def test_the_torch_encoders_own_small_calls_from_request_threads_are_merged(encoder):
-    """One worker without the shared process: its request threads call the encoder directly."""
-    slow = ["面向海洋牧场的智能投喂、水质在线监测与病害预警系统研发，" * 12] * SMALL_CALL  # a small call of long texts
-    before = encoder._queue.merged_calls
+def _searches_merged_behind(encoder, busy: list[threading.Thread]) -> None:
+    """Start ``busy`` (calls that take every lane of the encoder's queue), queue the searches behind them from
+    threads of their own, and check that they shared one pass and got their own vectors."""
+    before = encoder.merged_calls
     results: dict[str, np.ndarray] = {}
-    # Small calls run side by side, one a core: fill every lane before the searches come.
-    first = [threading.Thread(target=encoder.encode, args=(slow, "passage")) for _ in range(encoder.small_call_lanes)]
-    for t in first:
+    for t in busy:
         t.start()
     deadline = time.monotonic() + 30
     while encoder._queue._running < encoder.small_call_lanes and time.monotonic() < deadline:
@@ -100,13 +98,21 @@ def test_the_torch_encoders_own_small_calls_from_request_threads_are_merged(enco
         t.start()
     while len(encoder._queue._waiting) < len(SEARCHES) and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert all(t.is_alive() for t in first), "a long call ended before the searches queued: nothing to test"
-    for t in [*first, *threads]:
+    assert all(t.is_alive() for t in busy), "a busy call ended before the searches queued: nothing to test"
+    for t in [*busy, *threads]:
         t.join()
-    assert encoder.small_call_batch == SMALL_CALL
-    assert encoder._queue.merged_calls - before == len(SEARCHES) - 1
+    assert encoder.merged_calls - before == len(SEARCHES) - 1
     for s in SEARCHES:
         assert np.allclose(results[s], encoder.encode([s], "query"), atol=1e-5)
+
+
+def test_the_torch_encoders_own_small_calls_from_request_threads_are_merged(encoder):
+    """One worker without the shared process: its request threads call the encoder directly."""
+    slow = ["面向海洋牧场的智能投喂、水质在线监测与病害预警系统研发，" * 12] * SMALL_CALL  # a small call of long texts
+    assert encoder.small_call_batch == SMALL_CALL
+    # Small calls run side by side, one a core: fill every lane before the searches come.
+    _searches_merged_behind(encoder, [threading.Thread(target=encoder.encode, args=(slow, "passage"))
+                                      for _ in range(encoder.small_call_lanes)])
 
 
 def test_small_passes_run_side_by_side_up_to_the_lanes_and_a_big_call_alone_before_later_small_ones():
@@ -163,22 +169,4 @@ def test_the_torch_encoders_small_calls_run_side_by_side_with_the_vectors_of_one
 def test_searches_behind_the_torch_encoders_own_big_call_wait_for_it_and_share_one_pass(encoder):
     """An import in a single worker goes through the same queue, so searches meanwhile merge instead of racing it."""
     big = [f"第{i}号成果：海洋生物活性物质的提取、纯化与功能评价，面向功能食品。" for i in range(96)]
-    before = encoder.merged_calls
-    results: dict[str, np.ndarray] = {}
-    importing = threading.Thread(target=encoder.encode, args=(big, "passage"))
-    importing.start()
-    deadline = time.monotonic() + 30
-    while encoder._queue._running < encoder.small_call_lanes and time.monotonic() < deadline:
-        time.sleep(0.005)
-    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, encoder.encode([s], "query")))
-               for s in SEARCHES]
-    for t in threads:
-        t.start()
-    while len(encoder._queue._waiting) < len(SEARCHES) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert importing.is_alive(), "the big call ended before the searches queued: nothing to test"
-    for t in [importing, *threads]:
-        t.join()
-    assert encoder.merged_calls - before == len(SEARCHES) - 1
-    for s in SEARCHES:
-        assert np.allclose(results[s], encoder.encode([s], "query"), atol=1e-5)
+    _searches_merged_behind(encoder, [threading.Thread(target=encoder.encode, args=(big, "passage"))])
