@@ -16,8 +16,8 @@ from .active_model import active_model_dir
 from .core_slots import CoreSlots
 from .cpu_load import SMALL_CALL_CORES, cores_idle
 from .encode_queue import EncodeQueue
-from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_threads,
-                           ensure_onnx_file, export_dir, load_initializers)
+from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_has_amx,
+                           cpu_threads, ensure_onnx_file, export_dir, load_initializers)
 from .profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class Encoder:
                                                  getattr(st, "prompts", None))
         self.max_tokens = int(getattr(st, "max_seq_length", 512) or 512)
         self._onnx: OnnxSentenceModel | None = None
+        self.packed_layers = 0  # bf16 linear layers whose weights were laid out for AMX once (packed_linear)
         self._onnx_one_thread: OnnxSentenceModel | None = None
         self._threads = cpu_threads()
         self._lock = threading.Lock()  # the ONNX one-thread session is made once
@@ -158,8 +159,13 @@ class Encoder:
             import torch
 
             torch.set_num_threads(self._threads)
+            self._st.eval()  # once: _forward calls the modules directly, as encode() would after eval()
             if backend == TORCH_BF16:
                 self._st = self._st.to(torch.bfloat16)
+                if cpu_has_amx():
+                    from .packed_linear import pack_linear_layers
+
+                    self.packed_layers = pack_linear_layers(self._st)
             _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
@@ -329,18 +335,29 @@ class Encoder:
                                                           threads=1, initializers=self._onnx.initializers)
         return self._onnx_one_thread
 
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        """One forward pass of the sentence-transformers modules over ``texts`` (prefixed, sorted by length).
+
+        ``SentenceTransformer.encode`` does the same around it, plus per-call bookkeeping (``eval()`` over every
+        module, a device lookup, sorting again) that cost ≈ 2.6 ms of a 25 ms search (Intel Xeon, 2026-12-06).
+        """
+        import torch
+
+        features = self._st.preprocess(texts)
+        with torch.inference_mode():
+            embeddings = self._st(features)["sentence_embedding"]
+        return embeddings.float().numpy()
+
     def _encode_sorted(self, texts: list[str], batch_size: int, one_thread: bool = False) -> np.ndarray:
         if self._onnx is None:
             with self._torch_threads(one_thread):
-                vecs = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                                       normalize_embeddings=True, show_progress_bar=False)
-            if self.backend == TORCH:
-                return vecs.astype(np.float32, copy=False)
-            vecs = np.asarray(vecs, dtype=np.float32)  # bf16 rows: normalise again at float32 precision
+                vecs = np.concatenate([self._forward(texts[i : i + batch_size])
+                                       for i in range(0, len(texts), batch_size)])
         else:
             model = self._onnx_model(one_thread)
             vecs = np.concatenate([model.encode_batch(texts[i : i + batch_size])
                                    for i in range(0, len(texts), batch_size)])
-        # The exported graph normalises when the model has a Normalize module; do it anyway for the promise.
+        # bf16 rows are normalised here at float32 precision; the ONNX graph and torch normalise only when the
+        # model has a Normalize module.
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)

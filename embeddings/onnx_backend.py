@@ -46,15 +46,24 @@ class UnknownBackendError(ValueError):
     """The backend setting names no backend this build knows."""
 
 
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 natively (without it, bf16 in torch is emulated and slower than fp32)."""
+def _cpu_flags(cpuinfo: str | None) -> set[str]:
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore")
         except OSError:
-            return False
-    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
-    return bool(flags & _BF16_CPU_FLAGS)
+            return set()
+    return {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (without it, bf16 in torch is emulated and slower than fp32)."""
+    return bool(_cpu_flags(cpuinfo) & _BF16_CPU_FLAGS)
+
+
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has AMX tiles for bf16 (Intel Xeon since Sapphire Rapids), where bf16 weights are packed once
+    (:mod:`embeddings.packed_linear`)."""
+    return "amx_bf16" in _cpu_flags(cpuinfo)
 
 
 def check_backend(name: str) -> str:

