@@ -8,8 +8,8 @@ tokens) that reorder costs more than the multiply: on an Intel Xeon with AMX (20
 and a whole query 17.2 against 21.5 ms (p50, mixed search texts). The multiply itself is unchanged: every
 output is bit for bit the same as the plain layer's.
 
-Only where the CPU has AMX: that is where the reorder was measured to cost, and a CPU with AVX-512 BF16 but
-no AMX (Zen 4, Zen 5) was not measured with this op.
+The encoder packs its layers only where the CPU has AMX (``onnx_backend.cpu_has_amx``): that is where the
+reorder was measured to cost, and a CPU with AVX-512 BF16 but no AMX (Zen 4, Zen 5) was not timed with this op.
 """
 from __future__ import annotations
 
