@@ -166,6 +166,7 @@ class Encoder:
                     from .packed_linear import pack_linear_layers
 
                     self.packed_layers = pack_linear_layers(self._st)
+                    log.info("bf16 on AMX: %d linear layers' weights laid out once at load", self.packed_layers)
             _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))
