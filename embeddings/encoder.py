@@ -16,7 +16,7 @@ from .active_model import active_model_dir
 from .core_slots import CoreSlots
 from .cpu_load import SMALL_CALL_CORES, cores_idle
 from .encode_queue import EncodeQueue
-from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_has_amx,
+from .onnx_backend import (TORCH, TORCH_BF16, OnnxSentenceModel, backend_model_id, check_backend, cpu_has_bf16,
                            cpu_threads, ensure_onnx_file, export_dir, load_initializers)
 from .profiles import ModelProfile, profile_for
 
@@ -145,7 +145,7 @@ class Encoder:
                                                  getattr(st, "prompts", None))
         self.max_tokens = int(getattr(st, "max_seq_length", 512) or 512)
         self._onnx: OnnxSentenceModel | None = None
-        self.packed_layers = 0  # bf16 linear layers whose weights were laid out for AMX once (packed_linear)
+        self.packed_layers = 0  # bf16 linear layers whose weights oneDNN laid out once (packed_linear)
         self._onnx_one_thread: OnnxSentenceModel | None = None
         self._threads = cpu_threads()
         self._lock = threading.Lock()  # the ONNX one-thread session is made once
@@ -162,11 +162,11 @@ class Encoder:
             self._st.eval()  # once: _forward calls the modules directly, as encode() would after eval()
             if backend == TORCH_BF16:
                 self._st = self._st.to(torch.bfloat16)
-                if cpu_has_amx():
+                if cpu_has_bf16():  # measured on AMX and on Zen 4; an emulating CPU keeps plain layers
                     from .packed_linear import pack_linear_layers
 
                     self.packed_layers = pack_linear_layers(self._st)
-                    log.info("bf16 on AMX: %d linear layers' weights laid out once at load", self.packed_layers)
+                    log.info("bf16: %d linear layers' weights laid out once at load", self.packed_layers)
             _pad_to_multiple(self._st, TOKEN_MULTIPLE)
         else:
             self._onnx = self._open_onnx(location, spec, export_dir(location, Path(data_dir), base_id))

@@ -60,12 +60,6 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return bool(_cpu_flags(cpuinfo) & _BF16_CPU_FLAGS)
 
 
-def cpu_has_amx(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU has AMX tiles for bf16 (Intel Xeon since Sapphire Rapids), where bf16 weights are packed once
-    (:mod:`embeddings.packed_linear`)."""
-    return "amx_bf16" in _cpu_flags(cpuinfo)
-
-
 def check_backend(name: str) -> str:
     """Return ``name`` normalised and resolved (``auto`` → the fastest exact-enough backend for this CPU).
 

