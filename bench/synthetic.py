@@ -37,7 +37,7 @@ from bench.paths import EVAL, REPO
 from embeddings.encoder import DEFAULT_MODEL, _model_id, resolve_model_dir
 from embeddings.vector_cache import embedding_cache, text_key
 from matcher.documents import document_text, sentences_of
-from matcher.explain import explain_terms
+from matcher.explain import explain_terms, query_terms
 from matcher.models import Enterprise, Institution, Need, Outcome
 from matcher.textutil import embed_text, split_sentences, terms
 from matcher.vocab import COOPERATION_MODES, INDUSTRY_CHAINS, STAGES
@@ -49,8 +49,9 @@ _SUBJECTS = ("理工", "海洋", "农业", "医科", "工业", "科技", "交通
 _KINDS = ("大学", "学院", "研究院", "研究所", "新型研发机构")
 _SUFFIXES = ("技术", "关键技术", "装置及方法", "系统", "新工艺", "制备方法", "集成应用")
 _CHUNK = 20_000
-# Bumped when what a built service holds changes (2: records keep explain_terms); an older build is rebuilt.
-FORMAT = 2
+# Bumped when what a built service holds changes (2: records keep explain_terms; 3: needs keep query_terms); an
+# older build is rebuilt, except a format-2 build, which only needs its needs' query terms (_add_query_terms).
+FORMAT = 3
 
 
 @dataclass
@@ -282,7 +283,8 @@ def build(data_dir: Path, n_outcomes: int, n_needs: int = 2000, database_url: st
                "cooperation_modes": [COOPERATION_MODES[i % len(COOPERATION_MODES)]], "budget_min": 10.0 + i % 90,
                "budget_max": 100.0 + i % 400, "visibility": "public", "status": "open"}
         row["content_hash"] = _hash(row)
-        row["explain_terms"] = explain_terms(Need(title=title, description=src["text"], keywords=kws))
+        need = Need(title=title, description=src["text"], keywords=kws)
+        row["explain_terms"], row["query_terms"] = explain_terms(need), query_terms(need)
         needs.append(row)
         a = int(rng.integers(len(texts.abstracts)))
         vectors[text_key(embed_text(title, src["text"], kws), "query")] = _unit(
@@ -312,6 +314,22 @@ def _admin(engine) -> None:
         session.commit()
 
 
+def _add_query_terms(url: str) -> None:
+    """Bring a format-2 build to format 3: the schema's newer migrations, then each need's stored query terms."""
+    from sqlalchemy import update
+
+    from matcher.db import make_engine, upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        rows = conn.execute(select(Need.id, Need.title, Need.description, Need.keywords)).all()
+        for need_id, title, description, keywords in rows:
+            terms_of = query_terms(Need(title=title, description=description, keywords=keywords))
+            conn.execute(update(Need).where(Need.id == need_id).values(query_terms=terms_of))
+    engine.dispose()
+
+
 def _rekey(url: str, old: str, new: str) -> None:
     """File the synthetic vectors under another model id (the service's backend changed), instead of rebuilding."""
     from matcher.db import make_engine
@@ -330,6 +348,10 @@ def load_or_build(data_dir: Path, n_outcomes: int, database_url: str | None = No
         meta = json.loads(meta_path.read_text())
         same_store = (meta["database_url"].startswith("sqlite") if database_url is None
                       else meta["database_url"].startswith(database_url.split("?")[0]))
+        if meta["n_outcomes"] == n_outcomes and same_store and meta.get("format") == 2:
+            _add_query_terms(meta["database_url"])  # seconds, where a rebuild of 10^6 outcomes takes an hour
+            meta["format"] = FORMAT
+            meta_path.write_text(json.dumps(meta))
         if meta["n_outcomes"] == n_outcomes and same_store and meta.get("format") == FORMAT:
             current = model_id(Path(data_dir))
             if meta["model_id"] != current:

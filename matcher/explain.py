@@ -5,10 +5,10 @@ import numpy as np
 
 from embeddings.cached_encoder import CachedEncoder
 
-from .documents import sentences_of
+from .documents import document_text, sentences_of
 from .models import Need, Outcome
 from .scoring import Scored, Weights
-from .textutil import document_terms, related_terms, shared_terms
+from .textutil import document_terms, related_terms, shared_terms, terms
 
 _NEED_FIELDS = {"description": "需求内容", "industry_chain": "产业链", "cooperation_modes": "合作方式",
                 "budget": "预算", "keywords": "关键词"}
@@ -25,6 +25,11 @@ def explain_body(record: Need | Outcome) -> str:
 def explain_terms(record: Need | Outcome) -> list[str]:
     """What a record stores as ``explain_terms``: :func:`~matcher.textutil.document_terms` of its explained text."""
     return list(document_terms(explain_body(record)))
+
+
+def query_terms(need: Need) -> list[str]:
+    """What a need stores as ``query_terms``: :func:`~matcher.textutil.terms` of the text its matches ask with."""
+    return terms(document_text(need))
 
 
 def missing_fields(record: Need | Outcome) -> list[str]:
@@ -73,19 +78,21 @@ def _summary(terms: list[str], scored: Scored, record_missing: list[str]) -> str
 
 
 def explain(encoder: CachedEncoder, query_text: str, query_vec: np.ndarray, record: Need | Outcome,
-            scored: Scored, weights: Weights, sentence_vectors: np.ndarray | None = None) -> dict:
+            scored: Scored, weights: Weights, sentence_vectors: np.ndarray | None = None,
+            asked_terms: list[str] | None = None) -> dict:
     """The full explanation of one result: summary, terms, sentences, missing fields, factors.
 
-    ``sentence_vectors``: the record's sentence vectors if the caller holds them (saves a cache read).
+    ``sentence_vectors``: the record's sentence vectors if the caller holds them (saves a cache read);
+    ``asked_terms``: the query text's terms if stored (a need's ``query_terms``), else it is segmented.
     """
     body = explain_body(record)
     stored = record.explain_terms  # None for rows written before terms were stored: segment them now
-    terms = shared_terms(query_text, body, doc_terms=stored)
+    terms = shared_terms(query_text, body, doc_terms=stored, query_terms=asked_terms)
     record_missing = missing_fields(record)
     return {
         "summary": _summary(terms, scored, record_missing),
         "shared_terms": terms,
-        "related_terms": related_terms(query_text, body, terms, doc_terms=stored),
+        "related_terms": related_terms(query_text, body, terms, doc_terms=stored, query_terms=asked_terms),
         "best_sentences": best_sentences(encoder, query_vec, record, vectors=sentence_vectors),
         "missing_fields": record_missing,
         "factors": scored.breakdown(weights),

@@ -36,6 +36,7 @@ class Query:
     vector: np.ndarray
     need: Need | None = None
     outcome: Outcome | None = None
+    terms: list[str] | None = None  # the text's terms where stored (a need's query_terms); else segmented
 
 
 def _allowed_ids(session: Session, side: str, f: MatchFilters | None, viewer: Viewer | None = None) -> list[int] | None:
@@ -271,7 +272,7 @@ def explained(ctx: MatcherContext, query: Query, side: str, scored: list[tuple],
             "confidence": result.confidence,
             "weak": result.weak,
             "explanation": explain(ctx.encoder, query.text, query.vector, record, result, weights,
-                                   sentence_vectors[record.id]),
+                                   sentence_vectors[record.id], query.terms),
             "pairing": None,
         }
         item["outcome" if side == "outcomes" else "need"] = record
@@ -306,8 +307,8 @@ def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
 
     ``viewer`` (None: an internal caller) must be able to see the need, else it is not found.
     """
-    need = readable_need(session, viewer, need_id)
-    query = Query(document_text(need), stored_vector(ctx, "needs", need), need=need)
+    need = readable_need(session, viewer, need_id, options=(undefer(Need.query_terms),))
+    query = Query(document_text(need), stored_vector(ctx, "needs", need), need=need, terms=need.query_terms)
     return _matches(ctx, session, query, "outcomes", k, filters, weights, viewer)
 
 

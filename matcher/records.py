@@ -30,7 +30,7 @@ from .schemas import (
     OutcomeIn,
     OutcomeUpdate,
 )
-from .explain import explain_terms
+from .explain import explain_terms, query_terms
 from .vocab import locality_tier, stage_for_trl
 
 _CONTENT_FIELDS = {
@@ -78,8 +78,9 @@ def get_institution(session: Session, institution_id: int) -> Institution:
     return obj
 
 
-def get_need(session: Session, need_id: int) -> Need:
-    obj = session.get(Need, need_id)
+def get_need(session: Session, need_id: int, options: Sequence = ()) -> Need:
+    """The live need ``need_id`` (loader ``options`` apply when it is read now), else 404."""
+    obj = session.get(Need, need_id, options=options)
     if obj is None or obj.deleted_at is not None:
         raise NotFound("need_not_found", f"需求 {need_id} 不存在或已删除")
     return obj
@@ -183,10 +184,17 @@ def _apply(record: Need | Outcome, values: dict) -> None:
     fresh = content_hash(record)
     # Only on a real change (a new record has no hash yet): an unchanged re-import neither segments nor loads
     # the terms. A row stored before terms were kept gets them at its next change; until then it is segmented
-    # when explained.
+    # when explained (and a need's own text when its matches are).
     if fresh != record.content_hash:
-        record.explain_terms = explain_terms(record)
+        _store_terms(record)
     record.content_hash = fresh
+
+
+def _store_terms(record: Need | Outcome) -> None:
+    """Segment the record's texts once, at write, for the explanations of every later match."""
+    record.explain_terms = explain_terms(record)
+    if isinstance(record, Need):
+        record.query_terms = query_terms(record)
 
 
 def _save_record(ctx: MatcherContext, session: Session, record: Need | Outcome, what: str,
@@ -217,7 +225,7 @@ def _rehash_after_concurrent_edits(session: Session, record: Need | Outcome) -> 
     if fresh != record.content_hash:
         record.title_key = normalize_title(record.title)
         record.content_hash = fresh
-        record.explain_terms = explain_terms(record)
+        _store_terms(record)
         session.flush()
 
 

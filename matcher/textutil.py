@@ -86,16 +86,19 @@ def _terms(text: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def shared_terms(query: str, document: str, limit: int = 8, doc_terms: Sequence[str] | None = None) -> list[str]:
+def shared_terms(query: str, document: str, limit: int = 8, doc_terms: Sequence[str] | None = None,
+                 query_terms: Sequence[str] | None = None) -> list[str]:
     """Terms of ``query`` that also occur in ``document``, longest first.
 
     A shorter term contained in a longer shared term is dropped, so the list
     reads "锂离子电池" rather than "锂离子电池、电池、离子". ``doc_terms``: the
-    document's :func:`document_terms` when the caller has them stored (saves segmenting it).
+    document's :func:`document_terms` when the caller has them stored (saves segmenting it);
+    ``query_terms``: :func:`terms` of ``query`` when the caller has them stored (a stored need's).
     """
     doc_terms = set(terms(document) if doc_terms is None else doc_terms)
     doc_text = (document or "").lower()
-    common = [t for t in terms(query) if t in doc_terms or (len(t) >= 3 and t in doc_text)]
+    asked = terms(query) if query_terms is None else query_terms
+    common = [t for t in asked if t in doc_terms or (len(t) >= 3 and t in doc_text)]
     common.sort(key=len, reverse=True)
     kept: list[str] = []
     for t in common:
@@ -142,24 +145,26 @@ def _groups(doc_terms: Sequence[str], heads: frozenset[str]) -> dict[str, list[s
 
 
 def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
-                  doc_terms: Sequence[str] | None = None) -> list[str]:
+                  doc_terms: Sequence[str] | None = None, query_terms: Sequence[str] | None = None) -> list[str]:
     """Query terms the document words differently, as "query term≈document term".
 
     A term is related when it is the other's abbreviation: all its characters
     occur in order in the other term and both keep the same last character
     (the head noun in Chinese): 锂电池≈锂离子电池, 热泵≈空气源热泵. Terms
     already shared are skipped; each document term is used once. ``doc_terms``:
-    the document's stored :func:`document_terms`, if any.
+    the document's stored :func:`document_terms`, if any; ``query_terms``: :func:`terms` of ``query``, if stored.
     """
+    asked = _terms(query or "") if query_terms is None else query_terms
+    heads = _heads(query) if query_terms is None else frozenset(t[-1] for t in asked)
     # Only document terms ending as some query term does can match, so only those are grouped (shortest
     # first, as stored); a query term without such a group is skipped before any substring test.
-    by_head = _groups(_unstored_terms(document or "") if doc_terms is None else doc_terms, _heads(query))
+    by_head = _groups(_unstored_terms(document or "") if doc_terms is None else doc_terms, heads)
     if not by_head:
         return []
     doc_text = (document or "").lower()
     out: list[str] = []
     used: set[str] = set()
-    for q in _terms(query or ""):
+    for q in asked:
         group = by_head.get(q[-1])
         if group is None or q in doc_text or any(q in s for s in shared):
             continue

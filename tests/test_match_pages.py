@@ -130,6 +130,46 @@ def test_rows_without_stored_terms_are_explained_as_before(client, ctx):
     assert any(r["explanation"]["shared_terms"] for r in stored["results"])
 
 
+def test_a_need_keeps_the_terms_it_asks_with_and_a_row_without_them_is_explained_as_before(client, ctx):
+    """A need stores the terms of the text its matches ask with at write, again after an edit; a row without
+    them (NULL, as before migration 0006) has its text segmented instead, and its page explains the same."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import undefer
+
+    from matcher.documents import document_text
+    from matcher.models import Need
+    from matcher.textutil import terms
+
+    def stored(need_id):
+        with ctx.sessions() as s:
+            need = s.scalars(select(Need).options(undefer(Need.query_terms)).where(Need.id == need_id)).one()
+            return need.query_terms, terms(document_text(need))
+
+    load_small(client)
+    need = by_title(client, "needs", "曲轴表面耐磨强化")
+    kept, segmented = stored(need["id"])
+    assert kept and kept == segmented
+    path = f"/needs/{need['id']}/matches"
+    with_terms = json.loads(_page(client, path, k=3))
+    with ctx.sessions() as s:
+        s.execute(update(Need).where(Need.id == need["id"]).values(query_terms=None))
+        s.commit()
+    without = json.loads(_page(client, path, k=2))  # another page: not the one made with stored terms
+    assert [r["explanation"] for r in without["results"]] == [r["explanation"] for r in with_terms["results"][:2]]
+    assert any(r["explanation"]["shared_terms"] for r in with_terms["results"])
+    # The stored list is what a page reads: a list of one term gives explanations of that term alone.
+    only = with_terms["results"][0]["explanation"]["shared_terms"][-1]
+    with ctx.sessions() as s:
+        s.execute(update(Need).where(Need.id == need["id"]).values(query_terms=[only]))
+        s.commit()
+    one = json.loads(_page(client, path, k=1))
+    assert one["results"][0]["explanation"]["shared_terms"] == [only]
+    r = client.patch(f"/needs/{need['id']}", json={"description": need["description"] + "需要激光熔覆再制造。"})
+    assert r.status_code == 200, r.text
+    kept, segmented = stored(need["id"])
+    assert kept == segmented and "激光" in kept
+
+
 def _warm_after_patch(client, ctx):
     """Start a warmer (it makes both needs' pages), view a need's matches, rename its top outcome (every
     need's page goes stale); returns (path, warmer, the renamed outcome's id)."""

@@ -67,7 +67,8 @@ def test_when_nothing_fits_every_result_is_weak_and_the_answer_says_so(client):
 
 
 def test_stored_explain_terms_explain_exactly_as_segmenting_the_text(seeded):
-    """Records keep their terms at write; explanations from them equal those from segmenting each result again."""
+    """Records keep their terms at write (needs also the terms they ask with); explanations from them equal those
+    from segmenting each result and each need's text again."""
     from sqlalchemy import select
     from sqlalchemy.orm import undefer
 
@@ -77,15 +78,20 @@ def test_stored_explain_terms_explain_exactly_as_segmenting_the_text(seeded):
 
     with seeded.sessions() as s:
         outcomes = s.scalars(select(Outcome).options(undefer(Outcome.explain_terms))).unique().all()
-        needs = s.scalars(select(Need).options(undefer(Need.explain_terms))).unique().all()
+        needs = s.scalars(select(Need).options(undefer(Need.explain_terms), undefer(Need.query_terms))).unique().all()
     assert outcomes and all(o.explain_terms for o in outcomes) and all(n.explain_terms for n in needs)
-    compared = 0
+    assert all(n.query_terms for n in needs)
+    compared = related = 0
     for need in needs[:12]:
         query = document_text(need)
         for o in outcomes:
             body = explain_body(o)
             shared = shared_terms(query, body)
             assert shared_terms(query, body, doc_terms=o.explain_terms) == shared
-            assert related_terms(query, body, shared, doc_terms=o.explain_terms) == related_terms(query, body, shared)
+            assert shared_terms(query, body, doc_terms=o.explain_terms, query_terms=need.query_terms) == shared
+            segmented = related_terms(query, body, shared)
+            assert related_terms(query, body, shared, doc_terms=o.explain_terms) == segmented
+            assert related_terms(query, body, shared, doc_terms=o.explain_terms, query_terms=need.query_terms) == segmented
             compared += bool(shared)
-    assert compared > 50
+            related += bool(segmented)
+    assert compared > 50 and related > 0, related
