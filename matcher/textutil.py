@@ -130,9 +130,9 @@ def _unstored_terms(document: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)  # one query's terms are looked up against each of its results
-def _heads(query: str) -> frozenset[str]:
-    """The last characters of ``query``'s terms: the only heads a related document term can have."""
-    return frozenset(t[-1] for t in _terms(query or ""))
+def _heads(asked: tuple[str, ...]) -> frozenset[str]:
+    """The last characters of a query's terms ``asked``: the only heads a related document term can have."""
+    return frozenset(t[-1] for t in asked)
 
 
 def _groups(doc_terms: Sequence[str], heads: frozenset[str]) -> dict[str, list[str]]:
@@ -154,8 +154,8 @@ def related_terms(query: str, document: str, shared: list[str], limit: int = 5,
     already shared are skipped; each document term is used once. ``doc_terms``:
     the document's stored :func:`document_terms`, if any; ``query_terms``: :func:`terms` of ``query``, if stored.
     """
-    asked = _terms(query or "") if query_terms is None else query_terms
-    heads = _heads(query) if query_terms is None else frozenset(t[-1] for t in asked)
+    asked = _terms(query or "") if query_terms is None else tuple(query_terms)
+    heads = _heads(asked)
     # Only document terms ending as some query term does can match, so only those are grouped (shortest
     # first, as stored); a query term without such a group is skipped before any substring test.
     by_head = _groups(_unstored_terms(document or "") if doc_terms is None else doc_terms, heads)
