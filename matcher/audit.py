@@ -40,8 +40,8 @@ ENTITIES: dict[type, str] = {
     Region: "region",
 }
 # Bookkeeping that changes with every write and says nothing about what a person changed.
-_NOISE = frozenset({"created_at", "updated_at", "content_hash", "explain_terms", "query_terms", "title_key", "version", "stage_changed_at",
-                    "token_version", "last_login_at", "solve_seconds"})
+_NOISE = frozenset({"created_at", "updated_at", "content_hash", "explain_terms", "query_terms", "title_key", "version",
+                    "stage_changed_at", "token_version", "last_login_at", "solve_seconds"})
 # Secrets: the entry says that they changed, never what they are.
 _SECRETS = frozenset({"password_hash", "key_hash"})
 _REDACTED = "（已修改，不记录内容）"

@@ -37,3 +37,36 @@ def test_a_bench_service_links_a_model_folder_that_exists_even_on_a_fresh_clone(
     assert (service / "models").resolve() == shared.resolve() and shared.is_dir()
     # What resolve_model_dir does first: with a link to nothing it raised FileExistsError.
     (service / "models").mkdir(parents=True, exist_ok=True)
+
+
+def test_a_format_2_bench_build_gets_its_needs_query_terms_in_place(tmp_path):
+    # A 10^6-outcome build takes an hour: migration 0006 and the needs' terms are added to it instead.
+    from alembic import command
+    from sqlalchemy import select
+
+    from matcher.db import alembic_config, make_engine, upgrade
+    from matcher.explain import query_terms
+    from matcher.models import Need
+
+    url = f"sqlite:///{tmp_path / 'matcher.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    cfg = alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO enterprises (name, created_at, updated_at)"
+                             " VALUES ('威海合成企业', '2026-12-06', '2026-12-06')")
+        conn.exec_driver_sql(
+            "INSERT INTO needs (enterprise_id, title, title_key, description, keywords, cooperation_modes, visibility,"
+            " status, content_hash, budget_negotiable, created_at, updated_at) VALUES (1, '锂电池防爆', 'k',"
+            " '需要提高锂离子电池的安全性', '[\"锂电池\"]', '[]', 'public', 'open', '', 0, '2026-12-06', '2026-12-06')")
+    engine.dispose()
+    synthetic._add_query_terms(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        stored = conn.scalar(select(Need.query_terms))
+    engine.dispose()
+    expected = query_terms(Need(title="锂电池防爆", description="需要提高锂离子电池的安全性", keywords=["锂电池"]))
+    assert stored == expected and "锂离子" in stored
