@@ -9,8 +9,9 @@ and a whole query 17.2 against 21.5 ms (p50, mixed search texts). The multiply i
 output is bit for bit the same as the plain layer's.
 
 On an AMD EPYC Zen 4 (AVX-512 BF16, no AMX; 2026-12-06, 150 dev queries of the eval sets, one at a time)
-the swap took a query from 18.0 to 14.0 ms (p50) and documents from 13.7 to 14.9 a second, again bit for bit. The encoder packs its layers wherever
-the CPU multiplies bf16 natively (``onnx_backend.cpu_has_bf16``); a CPU that would emulate bf16 keeps plain layers.
+the swap took a query from 18.0 to 14.0 ms (p50) and documents from 13.7 to 14.9 a second, again bit for bit.
+The encoder packs its layers wherever the CPU multiplies bf16 natively (``onnx_backend.cpu_has_bf16``); a CPU
+that would emulate bf16 keeps plain layers.
 """
 from __future__ import annotations
 

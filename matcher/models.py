@@ -96,8 +96,8 @@ class Need(Timestamps, Base):
     # Deferred: ranking loads ~100 candidates and explains ~10 (matching.explained loads theirs in one query).
     explain_terms: Mapped[list | None] = mapped_column(JSON, deferred=True)
     # The terms of the text the need asks with (textutil.terms of documents.document_text), kept at write so its
-    # match page never segments it: about 1.6 ms of a first view. Needs only: an outcome's list would cost ~1 KB a
-    # row at 10^6 outcomes, and outcome pages are not the ones brokers open most.
+    # match page never segments it (a first view's mean fell by about a fifth at 10^5 outcomes). Needs only: an
+    # outcome's list would cost ~1 KB a row at 10^6 outcomes, and outcome pages are not the ones brokers open most.
     query_terms: Mapped[list | None] = mapped_column(JSON, deferred=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
