@@ -10,7 +10,6 @@ change answers 403.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_
@@ -92,9 +91,9 @@ def may_see(viewer: Viewer | None, record) -> bool:
     return may_see_need(viewer, record) if isinstance(record, Need) else True
 
 
-def readable_need(session: Session, viewer: Viewer | None, need_id: int, options: Sequence = ()) -> Need:
-    """The need, or 404 when it does not exist or ``viewer`` may not see it (``options``: as for ``get_need``)."""
-    need = get_need(session, need_id, options)
+def readable_need(session: Session, viewer: Viewer | None, need_id: int) -> Need:
+    """The need, or 404 when it does not exist or ``viewer`` may not see it."""
+    need = get_need(session, need_id)
     if not may_see_need(viewer, need):
         raise NotFound("need_not_found", f"需求 {need_id} 不存在或已删除")
     return need

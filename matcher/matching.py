@@ -307,7 +307,9 @@ def match_need(ctx: MatcherContext, session: Session, need_id: int, k: int = 10,
 
     ``viewer`` (None: an internal caller) must be able to see the need, else it is not found.
     """
-    need = readable_need(session, viewer, need_id, options=(undefer(Need.query_terms),))
+    need = readable_need(session, viewer, need_id)
+    # query_terms is deferred, so reading it costs one primary-key query. An undefer option would not save it:
+    # the route's access check has already put the need in the session.
     query = Query(document_text(need), stored_vector(ctx, "needs", need), need=need, terms=need.query_terms)
     return _matches(ctx, session, query, "outcomes", k, filters, weights, viewer)
 

@@ -78,9 +78,8 @@ def get_institution(session: Session, institution_id: int) -> Institution:
     return obj
 
 
-def get_need(session: Session, need_id: int, options: Sequence = ()) -> Need:
-    """The live need ``need_id`` (loader ``options`` apply when it is read now), else 404."""
-    obj = session.get(Need, need_id, options=options)
+def get_need(session: Session, need_id: int) -> Need:
+    obj = session.get(Need, need_id)
     if obj is None or obj.deleted_at is not None:
         raise NotFound("need_not_found", f"需求 {need_id} 不存在或已删除")
     return obj
