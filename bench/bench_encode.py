@@ -32,8 +32,9 @@ from bench.paths import EVAL  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from embeddings.backend_choice import MIN_BF16_SPEEDUP, gemm_rates  # noqa: E402
 from embeddings.encoder import Encoder, resolve_model_dir  # noqa: E402
-from embeddings.onnx_backend import BACKENDS, cpu_threads  # noqa: E402
+from embeddings.onnx_backend import BACKENDS, check_backend, cpu_threads  # noqa: E402
 
 PEER = "peer: sentence-transformers fp32"
 
@@ -57,36 +58,12 @@ def flops_per_text(tokens: int, cfg) -> float:
     return 2.0 * layers * tokens * per_token
 
 
-def gemm_rates(runs: int) -> dict[str, float]:
-    """Best-of-runs median GFLOP/s (GOP/s for int8) on the encoder's own matrix shapes, all cores."""
+def all_core_gemm_rates(runs: int) -> dict[str, float]:
+    """Best-of-runs GFLOP/s (GOP/s for int8) on the encoder's own matrix shapes, all cores, a batch of 16 abstracts."""
     import torch
 
     torch.set_num_threads(cpu_threads())
-    m = 16 * 160  # a batch of 16 abstracts of ~160 tokens
-    shapes = [(m, 384, 384), (m, 384, 1536), (m, 1536, 384)]
-    out = {}
-    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8)):
-        rates = []
-        for _ in range(runs):
-            total_flops = total_s = 0.0
-            for (a, k, b) in shapes:
-                if dtype is torch.int8:
-                    x = torch.randint(-128, 127, (a, k), dtype=dtype)
-                    w = torch.randint(-128, 127, (k, b), dtype=dtype)
-                    op = lambda x=x, w=w: torch._int_mm(x, w)  # noqa: E731
-                else:
-                    x, w = torch.randn(a, k, dtype=dtype), torch.randn(k, b, dtype=dtype)
-                    op = lambda x=x, w=w: x @ w  # noqa: E731
-                op()
-                reps = 10
-                t = time.perf_counter()
-                for _ in range(reps):
-                    op()
-                total_s += time.perf_counter() - t
-                total_flops += 2.0 * a * k * b * reps
-            rates.append(total_flops / total_s / 1e9)
-        out[label] = max(rates)
-    return out
+    return gemm_rates(("fp32", "bf16", "int8"), rows=16 * 160, runs=runs)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,7 +127,7 @@ def main() -> None:
                 fn([q], "query")
                 single_ms[mode].append((time.perf_counter() - t) * 1000)
         print(f"  run {run + 1}/{args.runs} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    rates = gemm_rates(args.runs)
+    rates = all_core_gemm_rates(args.runs)
 
     import torch
     import onnxruntime
@@ -164,7 +141,8 @@ def main() -> None:
           f"{doc_flops / sum(doc_tokens) / 1e6:.1f} MFLOP per abstract token, "
           f"{query_flops / sum(query_tokens) / 1e6:.1f} per query token")
     print(f"measured GEMM rate on these shapes: fp32 {rates['fp32']:.1f} GFLOP/s, bf16 {rates['bf16']:.1f} GFLOP/s, "
-          f"int8 {rates['int8']:.1f} GOP/s")
+          f"int8 {rates['int8']:.1f} GOP/s; bf16 / fp32 = {rates['bf16'] / rates['fp32']:.2f} "
+          f"(auto takes torch-bf16 at ≥ {MIN_BF16_SPEEDUP}): auto = {check_backend('auto')}")
     print()
     print("| mode | docs/s (median) | docs/s p10–p90 | × peer | queries/s (median) | × peer "
           "| single query p50 / p95 ms | × peer (p50) | GFLOP/s (docs) | % of ceiling |")

@@ -77,7 +77,7 @@ def model_id(data_dir: Path) -> str:
     from matcher.settings import Settings
 
     base = _model_id(DEFAULT_MODEL, resolve_model_dir(DEFAULT_MODEL, data_dir))
-    return backend_model_id(base, check_backend(Settings().embedding_backend))
+    return backend_model_id(base, check_backend(Settings().embedding_backend, data_dir))
 
 
 def _abstracts() -> list[str]:

@@ -123,7 +123,7 @@ class Encoder:
 
     def __init__(self, spec: str = DEFAULT_MODEL, data_dir: Path | str = "data", check_chinese: bool = True,
                  backend: str = TORCH, small_call_cores: str | None = None):
-        backend = check_backend(backend)  # refuse a typo before spending seconds on loading
+        backend = check_backend(backend, data_dir)  # refuse a typo before spending seconds on loading
         small_call_cores = small_call_cores or os.environ.get("MATCHER_SMALL_CALL_CORES", "auto")
         if small_call_cores not in SMALL_CALL_CORES:
             raise ValueError(f"MATCHER_SMALL_CALL_CORES 须为 {' 或 '.join(SMALL_CALL_CORES)}，而不是 {small_call_cores!r}")

@@ -28,9 +28,10 @@ ONNX = "onnx"
 ONNX_INT8 = "onnx-int8"
 AUTO = "auto"
 BACKENDS = (ONNX_INT8, ONNX, TORCH_BF16, TORCH)
-# auto: bf16 weights in torch where the CPU multiplies bf16 natively (AVX-512 BF16 or AMX): about 2x fp32 at
-# cosine >= 0.9999 to it; elsewhere fp32 under ONNX Runtime (the same vectors as torch, ~1.35x). int8 is
-# faster still but fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past the 0.01 bound: selectable only.
+# auto: bf16 weights in torch where the CPU multiplies bf16 natively and measurably faster than fp32 (AMX, Zen 4:
+# about 2x fp32 at cosine >= 0.9999 to it; embeddings.backend_choice); elsewhere fp32 under ONNX Runtime (the same
+# vectors as torch, 1.1-1.35x). int8 is faster still but fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past
+# the 0.01 bound: selectable only.
 DEFAULT_BACKEND = AUTO
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
@@ -60,14 +61,20 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return bool(_cpu_flags(cpuinfo) & _BF16_CPU_FLAGS)
 
 
-def check_backend(name: str) -> str:
+def check_backend(name: str, data_dir: Path | str | None = None) -> str:
     """Return ``name`` normalised and resolved (``auto`` → the fastest exact-enough backend for this CPU).
 
+    ``auto`` on a CPU whose flags show native bf16 is measured once and kept in ``data_dir``
+    (:func:`embeddings.backend_choice.resolve_auto_bf16`); pass the data directory the vectors live in.
     Raises :class:`UnknownBackendError` for anything not in :data:`BACKENDS` or ``auto``.
     """
     normalised = (name or "").strip().lower()
     if normalised == AUTO:
-        return TORCH_BF16 if cpu_has_bf16() else ONNX
+        if not cpu_has_bf16():
+            return ONNX
+        from .backend_choice import resolve_auto_bf16
+
+        return resolve_auto_bf16(data_dir)
     if normalised not in BACKENDS:
         raise UnknownBackendError(
             f"未知的向量推理后端 {name!r}；可选：{AUTO} | {' | '.join(BACKENDS)}（MATCHER_EMBEDDING_BACKEND）。"

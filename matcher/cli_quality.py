@@ -77,7 +77,7 @@ def evaluate(
         from embeddings.onnx_backend import UnknownBackendError, check_backend
 
         try:
-            settings = settings.model_copy(update={"embedding_backend": check_backend(backend)})
+            settings = settings.model_copy(update={"embedding_backend": check_backend(backend, settings.data_dir)})
         except UnknownBackendError as exc:
             raise typer.BadParameter(str(exc)) from exc
     try:

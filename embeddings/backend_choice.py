@@ -1,0 +1,140 @@
+"""What ``auto`` means on this machine: bf16 weights only where the CPU multiplies bf16 faster than fp32, measured.
+
+A CPU flag says an instruction exists, not that it is fast. On AMX (2,456 against 339 GFLOP/s) and on Zen 4
+(442 against 195) bf16 matrix multiplies run several times faster than fp32, and ``torch-bf16`` encodes about twice
+as fast as plain fp32. An Intel Xeon whose hypervisor shows AVX-512 BF16 but not AMX (family 6 model 207,
+2026-12-07) multiplied bf16 at 122 GFLOP/s against 260 for fp32: there ``torch-bf16`` ran at 0.74x plain fp32 on
+documents and a single search took 26.5 ms against 10.7 under ONNX Runtime (docs/benchmarks.md). So where the
+flags allow bf16, ``auto`` times both on the encoder's own matrix shapes and takes ``torch-bf16`` only if it
+multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast; elsewhere fp32 under ONNX Runtime.
+
+The backend names the model id every vector is cached and indexed under, so a later measurement taken at a busy
+moment must never flip it (that would re-encode every record). The first answer is kept in the data directory,
+with the CPU and torch it was measured on, and reused for as long as they stay the same.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# The measured ratios were 2.3x (Zen 4), 7.2x (AMX) and 0.47x (AVX-512 BF16 without AMX): far from this line.
+# Below it bf16 would not beat fp32 under ONNX Runtime, which is itself 1.1-1.35x plain torch fp32.
+MIN_BF16_SPEEDUP = 1.5
+CHOICE_FILE = "auto-backend.json"
+# The encoder's shapes (Q/K/V/O and the two FFN layers) at 256 rows: the probe takes well under a second.
+_PROBE_ROWS = 256
+_PROBE_SHAPES = ((384, 384), (384, 1536), (1536, 384))
+
+
+def gemm_rates(precisions: tuple[str, ...] = ("fp32", "bf16"), rows: int = _PROBE_ROWS, runs: int = 3,
+               reps: int = 10) -> dict[str, float]:
+    """GFLOP/s (GOP/s for ``int8``) of torch matrix multiplies on the encoder's shapes, best of ``runs``.
+
+    Runs on torch's current thread count. Precisions are timed in turn within each run, so a busy moment
+    slows them alike.
+    """
+    import torch
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+    ops = {}
+    for label in precisions:
+        dtype, ops[label] = dtypes[label], []
+        for k, n in _PROBE_SHAPES:
+            if dtype is torch.int8:
+                x, w = (torch.randint(-128, 127, (rows, k), dtype=dtype), torch.randint(-128, 127, (k, n), dtype=dtype))
+                ops[label].append((lambda x=x, w=w: torch._int_mm(x, w), 2.0 * rows * k * n))
+            else:
+                x, w = torch.randn(rows, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+                ops[label].append((lambda x=x, w=w: x @ w, 2.0 * rows * k * n))
+    best = dict.fromkeys(precisions, 0.0)
+    for _ in range(runs):
+        for label in precisions:
+            flops = seconds = 0.0
+            for op, op_flops in ops[label]:
+                op()  # the first call picks and lays out the kernel
+                start = time.perf_counter()
+                for _ in range(reps):
+                    op()
+                seconds += time.perf_counter() - start
+                flops += op_flops * reps
+            best[label] = max(best[label], flops / seconds / 1e9)
+    return best
+
+
+def choose(bf16_rate: float, fp32_rate: float) -> str:
+    """``torch-bf16`` if bf16 multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast as fp32, else ``onnx``."""
+    return "torch-bf16" if bf16_rate >= MIN_BF16_SPEEDUP * fp32_rate else "onnx"
+
+
+def cpu_signature(cpuinfo: str | None = None) -> str:
+    """The CPU model and flags, the core count and torch's version: what a stored measurement holds for."""
+    import torch
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore")
+        except OSError:
+            cpuinfo = ""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key in ("vendor_id", "cpu family", "model", "model name", "flags") and key not in first:
+            first[key] = value.strip()
+    flags = " ".join(sorted(first.get("flags", "").split()))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return " | ".join([first.get("vendor_id", "?"), first.get("cpu family", "?"), first.get("model", "?"),
+                       first.get("model name", "?"), f"{cores} cores", f"torch {torch.__version__}", flags])
+
+
+@lru_cache(maxsize=None)
+def _measured() -> tuple[str, float, float]:
+    rates = gemm_rates()
+    return choose(rates["bf16"], rates["fp32"]), rates["bf16"], rates["fp32"]
+
+
+def resolve_auto_bf16(data_dir: Path | str | None) -> str:
+    """``torch-bf16`` or ``onnx`` for a CPU whose flags show native bf16, as measured once and kept.
+
+    With ``data_dir``, the answer stored in ``<data_dir>/models/auto-backend.json`` for this CPU and torch is
+    reused; otherwise (or if the file is missing, unreadable or for another CPU) the rates are measured, and
+    the answer stored. Without ``data_dir`` the measurement is kept for the process only.
+    """
+    path = Path(data_dir) / "models" / CHOICE_FILE if data_dir is not None else None
+    signature = cpu_signature()
+    if path is not None:
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("signature") == signature and stored.get("backend") in ("torch-bf16", "onnx"):
+                return stored["backend"]
+        except (OSError, ValueError, AttributeError):
+            pass
+    backend, bf16, fp32 = _measured()
+    log.info("auto backend: bf16 %.0f against fp32 %.0f GFLOP/s on this CPU, so %s", bf16, fp32, backend)
+    if path is not None:
+        _write(path, {"backend": backend, "bf16_gflops": round(bf16, 1), "fp32_gflops": round(fp32, 1),
+                      "min_bf16_speedup": MIN_BF16_SPEEDUP, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "signature": signature})
+    return backend
+
+
+def _write(path: Path, record: dict) -> None:
+    """Write ``record`` atomically; a data directory that cannot be written only loses the memory of it."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        log.warning("could not keep the auto backend choice in %s: %s", path, exc)
