@@ -11,8 +11,10 @@ import hashlib
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateTable
 
 metadata = MetaData()
 
@@ -33,13 +35,30 @@ def text_key(text: str, kind: str) -> str:
     return hashlib.sha256(f"{kind}\x00{text}".encode("utf-8")).hexdigest()
 
 
+def create_table(engine: Engine) -> None:
+    """Create ``embedding_cache`` if it is missing, also when other processes do the same at the same moment.
+
+    Every worker of a service with its own cache database creates the table at start. ``create_all`` looks first
+    and creates after, so two workers on a fresh file could both look, and the second to create failed ("table
+    embedding_cache already exists"; seen once in the test suite's parallel workers). ``IF NOT EXISTS`` makes the
+    statement itself safe; PostgreSQL can still fail a simultaneous one on its catalogue, so a failure is
+    forgiven when the table is there afterwards.
+    """
+    try:
+        with engine.begin() as conn:
+            conn.execute(CreateTable(embedding_cache, if_not_exists=True))
+    except DBAPIError:
+        if not inspect(engine).has_table(embedding_cache.name):
+            raise
+
+
 class VectorCache:
     """Get and put float32 vectors by (model, text key) in ``embedding_cache``."""
 
     def __init__(self, engine: Engine, create: bool = False):
         self.engine = engine
         if create:
-            metadata.create_all(engine)
+            create_table(engine)
 
     def get_many(self, model: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the cached vectors among ``keys`` (missing keys are absent)."""

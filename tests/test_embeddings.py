@@ -121,3 +121,27 @@ def test_a_model_that_cannot_read_chinese_is_refused(tmp_path):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailableError, match="无法加载向量模型"):
         Encoder(str(tmp_path / "no-such-model"), tmp_path)
+
+
+def test_the_vector_cache_table_is_made_safely_when_another_process_made_it_first(db_url):
+    # Two workers starting on a fresh cache database: the other makes the table between our look and our create.
+    from sqlalchemy import create_engine, event, inspect
+
+    from embeddings.vector_cache import create_table
+
+    engine, other = create_engine(db_url), create_engine(db_url)
+    raced = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def the_other_worker_wins(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("CREATE TABLE") and not raced:
+            raced.append(statement)
+            with other.begin() as theirs:
+                theirs.exec_driver_sql(statement.replace("IF NOT EXISTS ", ""))
+
+    cache = VectorCache(engine, create=True)
+    assert raced and inspect(engine).has_table("embedding_cache")
+    cache.put_many("m", {"k": np.ones(3, np.float32)})
+    assert np.array_equal(VectorCache(other, create=True).get_many("m", ["k"])["k"], np.ones(3, np.float32))
+    create_table(engine)  # and again, with nothing racing
+    engine.dispose(), other.dispose()
