@@ -36,6 +36,11 @@ class CachedEncoder:
     def model_id(self) -> str:
         return self.encoder.model_id
 
+    def warm_up(self) -> None:
+        """Let a model in this process make what its first searches would wait for (the shared process warms itself)."""
+        if not self.is_remote:
+            self.encoder.warm_up()
+
     @property
     def is_remote(self) -> bool:
         """Whether the model runs in the shared encoder process rather than in this one."""

@@ -52,6 +52,7 @@ def serve(address: str, authkey: bytes, spec: str, data_dir: str, backend: str, 
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s encoder: %(message)s")
     encoder = Encoder(spec, Path(data_dir), backend=backend)
+    encoder.warm_up()  # before "ready": no worker's search waits for it
     # The encoder itself shares the cores out between the workers' calls: ONNX through CoreSlots, torch through its
     # EncodeQueue (small passes a core each, merging the ones that wait; a big batch alone).
     encode = encoder.encode

@@ -34,14 +34,15 @@ class MatcherContext:
     pages: MatchPages
 
     def warm_up(self) -> None:
-        """Load now what the first request would otherwise load: both jieba dictionaries (about 1.4 s each)
-        and the compiled BM25 kernels.
+        """Load now what the first request would otherwise load: both jieba dictionaries (about 1.4 s each),
+        the compiled BM25 kernels and, for a model in this process, what its first searches need.
 
         An API worker calls this before it serves, so the first broker after a restart does not wait ~3 s.
         """
         self.indexes.tokenizer.load()
         textutil.load_dictionary()
         bm25_kernels.warm_up()
+        self.encoder.warm_up()
 
     def close(self) -> None:
         self.indexes.save()

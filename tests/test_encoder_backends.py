@@ -104,6 +104,23 @@ def test_a_small_call_runs_on_one_thread_and_gives_the_same_vectors(encoder, onn
         assert small.initializers is bulk.initializers  # one copy of the weights for both sessions
 
 
+def test_warming_up_makes_the_one_thread_session_before_any_search_needs_it(onnx_fp32, encoder, texts, monkeypatch):
+    from embeddings.cached_encoder import CachedEncoder
+
+    monkeypatch.setattr(onnx_fp32, "_onnx_one_thread", None)  # as just loaded
+    monkeypatch.setattr(onnx_fp32, "small_call_cores", "one")
+    CachedEncoder(onnx_fp32, None).warm_up()  # what an API worker's start does for a model in its process
+    made = onnx_fp32._onnx_one_thread
+    if cpu_threads() == 1:  # one core: the all-core session is the one-thread one, nothing to make
+        assert made is None
+        return
+    assert made is not None and made.session.get_session_options().intra_op_num_threads == 1
+    searched = onnx_fp32.encode(texts[:1], "query")  # a search now takes the session made at start
+    assert onnx_fp32._onnx_one_thread is made
+    assert np.allclose(searched, encoder.encode(texts[:1], "query"), atol=1e-5)
+    encoder.warm_up()  # torch: nothing to make, and nothing breaks
+
+
 def test_an_onnx_small_call_takes_every_core_only_while_the_machine_is_otherwise_idle(encoder, onnx_fp32, texts,
                                                                                   monkeypatch):
     import torch
