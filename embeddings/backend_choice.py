@@ -14,6 +14,7 @@ with the CPU and torch it was measured on, and reused for as long as they stay t
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -105,24 +106,50 @@ def resolve_auto_bf16(data_dir: Path | str | None) -> str:
 
     With ``data_dir``, the answer stored in ``<data_dir>/models/auto-backend.json`` for this CPU and torch is
     reused; otherwise (or if the file is missing, unreadable or for another CPU) the rates are measured, and
-    the answer stored. Without ``data_dir`` the measurement is kept for the process only.
+    the answer stored. Processes starting together measure once: the others wait under a file lock and read
+    its answer. Without ``data_dir`` the measurement is kept for the process only.
     """
-    path = Path(data_dir) / "models" / CHOICE_FILE if data_dir is not None else None
+    if data_dir is None:
+        return _measure()[0]
+    path = Path(data_dir) / "models" / CHOICE_FILE
     signature = cpu_signature()
-    if path is not None:
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("signature") == signature and stored.get("backend") in ("torch-bf16", "onnx"):
-                return stored["backend"]
-        except (OSError, ValueError, AttributeError):
-            pass
-    backend, bf16, fp32 = _measured()
-    log.info("auto backend: bf16 %.0f against fp32 %.0f GFLOP/s on this CPU, so %s", bf16, fp32, backend)
-    if path is not None:
+    stored = _stored(path, signature)
+    if stored is not None:
+        return stored
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.parent / ".auto-backend.lock", "w")
+    except OSError as exc:
+        log.warning("could not keep the auto backend choice in %s: %s", path, exc)
+        return _measure()[0]
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = _stored(path, signature)
+        if stored is not None:
+            return stored
+        backend, bf16, fp32 = _measure()
         _write(path, {"backend": backend, "bf16_gflops": round(bf16, 1), "fp32_gflops": round(fp32, 1),
                       "min_bf16_speedup": MIN_BF16_SPEEDUP, "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
                       "signature": signature})
-    return backend
+        return backend
+
+
+def _stored(path: Path, signature: str) -> str | None:
+    """The backend kept in ``path`` for this ``signature``, or None."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("signature") == signature and stored.get("backend") in ("torch-bf16", "onnx"):
+            return stored["backend"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _measure() -> tuple[str, float, float]:
+    """The backend this process measured (once), with the bf16 and fp32 rates, logged."""
+    backend, bf16, fp32 = _measured()
+    log.info("auto backend: bf16 %.0f against fp32 %.0f GFLOP/s on this CPU, so %s", bf16, fp32, backend)
+    return backend, bf16, fp32
 
 
 def _write(path: Path, record: dict) -> None:

@@ -82,6 +82,25 @@ def test_a_data_directory_that_cannot_be_written_still_gets_an_answer(tmp_path, 
     assert resolve_auto_bf16(None) == "torch-bf16" and fake_rates["calls"] == 1  # the process remembers it
 
 
+def test_a_process_starting_beside_one_that_is_measuring_waits_and_takes_its_answer(tmp_path, fake_rates):
+    import fcntl
+    import threading
+
+    models = tmp_path / "models"
+    models.mkdir()
+    answers = []
+    with open(models / ".auto-backend.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other process is measuring
+        waiting = threading.Thread(target=lambda: answers.append(resolve_auto_bf16(tmp_path)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and not answers  # it waits rather than measuring too
+        (models / CHOICE_FILE).write_text(json.dumps({"backend": "onnx", "signature": cpu_signature()}),
+                                          encoding="utf-8")  # the other's answer (this machine's rates say bf16)
+    waiting.join(10)
+    assert answers == ["onnx"] and fake_rates["calls"] == 0
+
+
 def test_auto_without_bf16_flags_measures_nothing(tmp_path, monkeypatch, fake_rates):
     monkeypatch.setattr(onnx_backend, "cpu_has_bf16", lambda: False)
     assert check_backend("auto", tmp_path) == "onnx" and fake_rates["calls"] == 0

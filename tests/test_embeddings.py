@@ -124,7 +124,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_the_vector_cache_table_is_made_safely_when_another_process_made_it_first(db_url):
-    # Two workers starting on a fresh cache database: the other makes the table between our look and our create.
+    # Two workers starting on a fresh cache database: the other makes the table just before our CREATE TABLE runs.
     from sqlalchemy import create_engine, event, inspect
 
     from embeddings.vector_cache import create_table
@@ -144,4 +144,5 @@ def test_the_vector_cache_table_is_made_safely_when_another_process_made_it_firs
     cache.put_many("m", {"k": np.ones(3, np.float32)})
     assert np.array_equal(VectorCache(other, create=True).get_many("m", ["k"])["k"], np.ones(3, np.float32))
     create_table(engine)  # and again, with nothing racing
-    engine.dispose(), other.dispose()
+    engine.dispose()
+    other.dispose()
