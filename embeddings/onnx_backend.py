@@ -4,7 +4,8 @@ sentence-transformers' own ``backend="onnx"`` needs optimum-onnx, whose newest r
 transformers < 4.58 and does not import with the transformers 5 this project uses. The same three steps
 are done here with the libraries it would call: ``torch.onnx.export`` of the whole sentence pipeline
 (transformer + pooling + normalisation), ``onnxruntime.quantization.quantize_dynamic`` with per-channel
-int8 weights (what optimum's ``avx512_vnni`` preset does), and an ``onnxruntime`` session.
+int8 weights (what optimum's ``avx512_vnni`` preset does, but 7-bit and not in the FFN's second multiply:
+:func:`int8_nodes`), and an ``onnxruntime`` session.
 
 The files are written once, beside the model folder, into ``onnx/<fp32 model id>/`` under a file lock,
 so a fine-tuned or replaced model (a different id) is exported afresh and never served from stale files.
@@ -30,14 +31,15 @@ AUTO = "auto"
 BACKENDS = (ONNX_INT8, ONNX, TORCH_BF16, TORCH)
 # auto: bf16 weights in torch where the CPU multiplies bf16 natively and measurably faster than fp32 (AMX, Zen 4:
 # about 2x fp32 at cosine >= 0.9999 to it; embeddings.backend_choice); elsewhere fp32 under ONNX Runtime (the same
-# vectors as torch, 1.1-1.35x). int8 is faster still but fell 0.011-0.015 nDCG@10 below fp32 on csl_goal, past
-# the 0.01 bound: selectable only.
+# vectors as torch, 1.1-1.35x). int8 is faster still and, since it leaves the FFN output in fp32, within the 0.01
+# nDCG@10 bound (-0.0013 / -0.0061, 3,000-document subsamples), but short of 1.5x on batched queries on Zen 3:
+# selectable only, until it is measured on more kinds of CPU.
 DEFAULT_BACKEND = AUTO
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 _FP32_FILE = "model.onnx"
 # The quantisation recipe is part of the int8 model id: vectors of two recipes must never share a cache.
-INT8_RECIPE = "per-channel"
+INT8_RECIPE = "rr-no-ffn-out"
 _INT8_FILE = f"model_qint8_{INT8_RECIPE}.onnx"
 _INPUTS = ("input_ids", "attention_mask")
 _OUTPUT = "sentence_embedding"
@@ -153,16 +155,35 @@ def _export_fp32(st_model, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def int8_nodes(model_path: Path) -> list[str]:
+    """The weight multiplies int8 covers: each layer's Q, K, V, attention output and FFN input, not its FFN output.
+
+    The FFN's second multiply reads the GELU activations (1,536 wide, long-tailed), which one int8 scale per
+    batch represents badly: on 200 CSL abstracts it alone took the mean cosine to fp32 from 1 to 0.9977,
+    while the other five multiplies together cost 0.9991 (Zen 3, 2026-12-07; docs/benchmarks.md). Matched by
+    the exporter's node names, which follow the transformer's module paths.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    return [n.name for n in graph.node
+            if n.op_type == "MatMul" and any(i in weights for i in n.input)
+            and not ("/output/dense/" in n.name and "/attention/" not in n.name)]
+
+
 def _quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = _atomic_target(target)
     try:
         # Per-channel weights: per-tensor int8 lost ~1.2 % cosine to fp32 on CSL abstracts, per-channel ~0.3 %.
-        # Quantising only the MatMuls (embedding lookup left fp32) measured worse on csl_goal (-0.015 vs -0.011).
+        # 7-bit weights (reduce_range): on CPUs without VNNI the u8 x s8 kernel adds pairs of products in 16
+        # bits and saturates; with 7 bits it cannot, so AVX2 and VNNI machines compute the same vectors.
         logging.disable(logging.INFO)  # the quantiser logs every tensor it skips on the root logger
         try:
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True, nodes_to_quantize=int8_nodes(source))
         finally:
             logging.disable(logging.NOTSET)
         os.replace(tmp, target)

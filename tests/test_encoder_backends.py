@@ -216,12 +216,27 @@ def test_bf16_vectors_agree_with_fp32(encoder, torch_bf16, texts):
         assert ((a * b).sum(axis=1)).min() >= 0.999
 
 
+def test_int8_covers_five_multiplies_a_layer_and_leaves_the_ffn_output_in_fp32(onnx_int8):
+    import onnx
+
+    folder = CACHE / "models" / "onnx" / onnx_int8.model_id.rsplit("+", 1)[0]
+    graph = onnx.load(str(folder / f"model_qint8_{INT8_RECIPE}.onnx")).graph
+    integer = [n.name for n in graph.node if n.op_type == "MatMulInteger"]
+    layers = 12
+    assert len(integer) == 5 * layers
+    for part in ("query", "key", "value", "attention/output/dense", "intermediate/dense"):
+        assert sum(f"/{part}/" in name for name in integer) == layers, part
+    ffn_out = [n for n in graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
+    assert len(ffn_out) == layers and not any("/output/dense/" in n and "/attention/" not in n for n in integer)
+
+
 def test_int8_vectors_stay_close_to_fp32(encoder, onnx_int8, texts):
-    # Measured on CSL abstracts: min 0.9956, mean 0.997 (64 documents); 0.99 leaves room for other texts.
+    # Measured on 200 CSL abstracts: min 0.9986, mean 0.9991 (all six multiplies in int8: min 0.9945, mean
+    # 0.9968); 0.997 leaves room for other texts and fails if the FFN output is quantised again.
     for kind in ("query", "passage"):
         a, b = encoder.encode(texts, kind), onnx_int8.encode(texts, kind)
         cos = (a * b).sum(axis=1)
-        assert cos.min() >= 0.99, cos
+        assert cos.min() >= 0.997, cos
         assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
 
 
@@ -232,8 +247,8 @@ def test_int8_keeps_the_ranking_of_a_small_search(encoder, onnx_int8):
     fp32 = np.argsort(-scores)
     int8 = np.argsort(-(onnx_int8.encode(passages, "passage") @ onnx_int8.encode(query, "query")[0]))
     assert fp32[0] == int8[0]
-    # int8 kernels differ by instruction set (VNNI or not), so documents within a few thousandths of each
-    # other may swap (measured on an AMD EPYC: 3rd and 5th, 0.003 apart); anything further is a real change.
+    # int8 rounds each batch's activations, so documents within a few thousandths of each other may swap
+    # (measured on an AMD EPYC: 3rd and 5th, 0.003 apart); anything further is a real change.
     assert set(int8[:3]) <= set(fp32[:5])
     assert scores[int8[:3]].min() >= scores[fp32[2]] - 0.005
 
