@@ -179,7 +179,7 @@ def _quantize_int8(source: Path, target: Path) -> None:
     try:
         # Per-channel weights: per-tensor int8 lost ~1.2 % cosine to fp32 on CSL abstracts, per-channel ~0.3 %.
         # 7-bit weights (reduce_range): on CPUs without VNNI the u8 x s8 kernel adds pairs of products in 16
-        # bits and saturates; with 7 bits it cannot, so AVX2 and VNNI machines compute the same vectors.
+        # bits and saturates; with 7 bits it cannot (255 x 63 x 2 < 2^15), so both kinds of CPU sum exactly.
         logging.disable(logging.INFO)  # the quantiser logs every tensor it skips on the root logger
         try:
             quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,

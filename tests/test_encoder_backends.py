@@ -232,7 +232,7 @@ def test_int8_covers_five_multiplies_a_layer_and_leaves_the_ffn_output_in_fp32(o
 
 def test_int8_vectors_stay_close_to_fp32(encoder, onnx_int8, texts):
     # Measured on 200 CSL abstracts: min 0.9986, mean 0.9991 (all six multiplies in int8: min 0.9945, mean
-    # 0.9968); 0.997 leaves room for other texts and fails if the FFN output is quantised again.
+    # 0.9968); 0.997 leaves room for other texts.
     for kind in ("query", "passage"):
         a, b = encoder.encode(texts, kind), onnx_int8.encode(texts, kind)
         cos = (a * b).sum(axis=1)
