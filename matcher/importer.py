@@ -229,14 +229,45 @@ def _owner(session: Session, kind: str, name: str, attrs: dict, cache: dict, cre
     return obj
 
 
-def _existing(session: Session, model, owner_fk: str, owner_id: int, fields: dict):
-    """The stored record a row refers to: by the sender's own id if given, else by title."""
-    live = (getattr(model, owner_fk) == owner_id, model.deleted_at.is_(None))
-    if fields.get("external_id"):
-        found = session.scalar(select(model).where(*live, model.external_id == fields["external_id"]))
-        if found is not None:
-            return found
-    return session.scalar(select(model).where(*live, model.title_key == normalize_title(fields["title"])))
+# Rows whose stored records one query reads: each binds its owner and its title (or its own id), well under
+# SQLite's limit on bound parameters (999 in old builds).
+_LOOKUP_BATCH = 400
+
+
+class _StoredRecords:
+    """The live stored records an import's rows refer to, read a few hundred rows to a query, not one a row.
+
+    A row refers to the record of its owner with the sender's own id (``external_id``) if it gives one and
+    such a record exists, else to the one with its normalised title (unique per owner).
+    """
+
+    def __init__(self, session: Session, model, owner_fk: str, rows: list[tuple[int, dict]]):
+        owner = getattr(model, owner_fk)
+        live = model.deleted_at.is_(None)
+        self._by_external: dict[tuple[int, str], object] = {}
+        self._by_title: dict[tuple[int, str], object] = {}
+        for start in range(0, len(rows), _LOOKUP_BATCH):
+            chunk = rows[start:start + _LOOKUP_BATCH]
+            owners = {owner_id for owner_id, _ in chunk}
+            titles = {normalize_title(fields["title"]) for _, fields in chunk}
+            externals = {fields["external_id"] for _, fields in chunk if fields.get("external_id")}
+            # Owners × titles is a superset of the pairs asked; only the asked pairs are ever looked up.
+            for record in session.scalars(select(model).where(live, owner.in_(owners), model.title_key.in_(titles))):
+                self._by_title[(getattr(record, owner_fk), record.title_key)] = record
+            if externals:
+                stmt = (select(model).where(live, owner.in_(owners), model.external_id.in_(externals))
+                        .order_by(model.id))
+                for record in session.scalars(stmt):
+                    # The oldest record with that id wins, should a sender have reused one.
+                    self._by_external.setdefault((getattr(record, owner_fk), record.external_id), record)
+
+    def find(self, owner_id: int, fields: dict):
+        """The stored record the row ``fields`` of owner ``owner_id`` refers to, or None (a new record)."""
+        if fields.get("external_id"):
+            found = self._by_external.get((owner_id, fields["external_id"]))
+            if found is not None:
+                return found
+        return self._by_title.get((owner_id, normalize_title(fields["title"])))
 
 
 def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, filename: str, *,
@@ -257,13 +288,17 @@ def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, file
     model = Outcome if table.kind == "outcomes" else Need
     owner_fk = "institution_id" if table.kind == "outcomes" else "enterprise_id"
     changed: list = []
+    updated_ids: set[int] = set()  # stored records a row changed (a sender may name one twice)
     owners: dict = {}
     before = ctx.encoder.encoded_count
     try:
         with session.no_autoflush:
-            for _row, owner_name, owner_attrs, fields in good:
-                owner = _owner(session, table.kind, owner_name, owner_attrs, owners, report.created_owners, scope)
-                existing = None if owner.id is None else _existing(session, model, owner_fk, owner.id, fields)
+            resolved = [(_owner(session, table.kind, name, attrs, owners, report.created_owners, scope), fields)
+                        for _row, name, attrs, fields in good]
+            stored = _StoredRecords(session, model, owner_fk,
+                                    [(owner.id, fields) for owner, fields in resolved if owner.id is not None])
+            for owner, fields in resolved:
+                existing = None if owner.id is None else stored.find(owner.id, fields)
                 if existing is None:
                     record = model()
                     record.keywords, record.cooperation_modes = [], []
@@ -277,9 +312,14 @@ def import_table(ctx: MatcherContext, session: Session, table: ParsedTable, file
                     _apply(existing, fields)
                     if existing.content_hash == old:
                         report.unchanged += 1
+                        if existing.id not in updated_ids:
+                            # Every value set equals the stored one: forgetting them spares the flush and
+                            # the audit hook a look at thousands of unchanged records (most of a re-import).
+                            session.expire(existing)
                     else:
                         report.updated += 1
                         changed.append(existing)
+                        updated_ids.add(existing.id)
             if dry_run:
                 session.rollback()
                 report.message = "预检完成，未写入"

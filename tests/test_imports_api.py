@@ -5,6 +5,10 @@ import io
 import zipfile
 
 from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from matcher import importer
+from matcher.models import AuditEntry, IndexChange, Outcome
 
 from .helpers import NEED_HEADER, NEEDS, OUTCOME_HEADER, OUTCOMES, csv_bytes, upload, xlsx
 
@@ -24,6 +28,34 @@ def test_import_reports_and_reupload_changes_nothing(client):
     assert again["encoded_texts"] == 0
     assert _counts(client)[0] == 3
     assert client.get("/institutions").json()["total"] == 3
+
+
+def test_unchanged_reupload_writes_nothing_at_all(client, ctx):
+    """Not one audit entry, change-log row or timestamp for a file whose rows are all stored as they are."""
+    upload(client, "outcomes", xlsx([OUTCOME_HEADER, *OUTCOMES]))
+
+    def written():
+        with ctx.sessions() as s:
+            return (s.scalar(select(func.count()).select_from(AuditEntry)),
+                    s.scalar(select(func.count()).select_from(IndexChange)),
+                    sorted(s.execute(select(Outcome.id, Outcome.updated_at)).all()))
+
+    before = written()
+    assert upload(client, "outcomes", xlsx([OUTCOME_HEADER, *OUTCOMES])).json()["unchanged"] == 3
+    assert written() == before
+
+
+def test_stored_records_are_found_in_batches(client, monkeypatch):
+    """Rows are looked up a batch at a time: by sender id first, else by title, whatever batch a row is in."""
+    header = OUTCOME_HEADER + ["成果编号"]
+    ids = [["LDU-001"], ["SDU-002"], [""]]
+    upload(client, "outcomes", xlsx([header, *(row + i for row, i in zip(OUTCOMES, ids))]))
+    monkeypatch.setattr(importer, "_LOOKUP_BATCH", 2)
+    renamed = ["鲁东大学", "山东省烟台市", "海马新品种选育及产业化"] + OUTCOMES[0][3:]  # same sender id, new title
+    edited = OUTCOMES[2][:3] + [OUTCOMES[2][3] + "已在威海示范推广。"] + OUTCOMES[2][4:]  # no id: by title
+    body = upload(client, "outcomes", xlsx([header, renamed + ids[0], OUTCOMES[1] + ids[1], edited + ids[2]])).json()
+    assert (body["created"], body["updated"], body["unchanged"]) == (0, 2, 1)
+    assert client.get("/outcomes").json()["total"] == 3
 
 
 def test_changed_row_is_an_update(client):
