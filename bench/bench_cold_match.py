@@ -23,7 +23,7 @@ Prints medians and percentiles per tree, their ratio, and the 4 kB pages each pa
 ``--stages`` wraps the page's main steps (:data:`STAGES`: BM25, tokens, vector search, database reads,
 explanations...) in wall-clock timers and prints each one's mean ms per page, for this repository's rounds.
 cProfile's per-call overhead inflates the many small calls (SQLAlchemy, jieba) relative to compiled ones;
-timers on a dozen functions cost microseconds. Stages nest (``candidates`` holds ``query_tokens``), so they
+timers on the eighteen functions cost microseconds. Stages nest (``candidates`` holds ``query_tokens``), so they
 do not add up to the page.
 
 ``--search`` times ``search_text`` instead: the texts of bench_serving.py's search load, each with a tag
