@@ -143,7 +143,7 @@ def main() -> None:
           f"{query_flops / sum(query_tokens) / 1e6:.1f} per query token")
     print(f"measured GEMM rate on these shapes: fp32 {rates['fp32']:.1f} GFLOP/s, bf16 {rates['bf16']:.1f} GFLOP/s, "
           f"int8 {rates['int8']:.1f} GOP/s; bf16 / fp32 = {rates['bf16'] / rates['fp32']:.2f} "
-          f"(auto takes torch-bf16 at ≥ {MIN_BF16_SPEEDUP}): auto = {check_backend('auto')}")
+          f"(auto takes torch-bf16 at ≥ {MIN_BF16_SPEEDUP}): auto for a new installation = {check_backend('auto')}")
     print()
     print("| mode | docs/s (median) | docs/s p10–p90 | × peer | queries/s (median) | × peer "
           "| single query p50 / p95 ms | × peer (p50) | GFLOP/s (docs) | % of ceiling |")

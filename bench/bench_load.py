@@ -40,7 +40,9 @@ from bench.local_services import (WorkerDidNotStart, free_port, scratch_schema, 
                                   wait_healthy)
 from embeddings.encoder import resolve_model_dir  # noqa: E402
 from embeddings.encoder_service import SharedEncoderProcess  # noqa: E402
+from matcher.context import stored_backend  # noqa: E402
 from matcher.models import IndexChange, Need, Outcome, Pairing  # noqa: E402
+from matcher.settings import Settings  # noqa: E402
 
 LOCAL_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 # Vectors survive between runs, so the seed is encoded once per machine, not once per run.
@@ -352,7 +354,11 @@ def run(args, db_url: str) -> int:
             print(seeded.stdout[-2000:], seeded.stderr[-3000:])
             return 1
         # As `matcher serve --workers N` runs them: one shared encoder process, the workers without a model.
-        encoder = SharedEncoderProcess(env["MATCHER_EMBEDDING_MODEL"], data_dir, "auto").start()
+        # auto resolved as serve resolves it: the backend of the vectors the store already holds, if any.
+        backend = stored_backend(Settings(data_dir=data_dir, database_url=db_url, embedding_backend="auto",
+                                          embedding_model=env["MATCHER_EMBEDDING_MODEL"],
+                                          vector_cache_url=env["MATCHER_VECTOR_CACHE_URL"]))
+        encoder = SharedEncoderProcess(env["MATCHER_EMBEDDING_MODEL"], data_dir, backend).start()
         env.update(encoder.env())
         procs = start_workers(args.workers, env, data_dir)
         workers = [sign_in(base) for _, base in procs]

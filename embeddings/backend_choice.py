@@ -1,16 +1,18 @@
-"""What ``auto`` means on this machine: bf16 weights only where the CPU multiplies bf16 faster than fp32, measured.
+"""What ``auto`` means for a new installation on this machine: bf16 weights only where the CPU multiplies bf16
+several times faster than fp32, measured; ``onnx-int8`` everywhere else.
 
-A CPU flag says an instruction exists, not that it is fast. On AMX (2,456 against 339 GFLOP/s) and on Zen 4
-(442 against 195) bf16 matrix multiplies run several times faster than fp32, and ``torch-bf16`` encodes about twice
-as fast as plain fp32. An Intel Xeon whose hypervisor shows AVX-512 BF16 but not AMX (family 6 model 207,
-2026-12-07) multiplied bf16 at 122 GFLOP/s against 260 for fp32: there ``torch-bf16`` ran at 0.74x plain fp32 on
-documents and a single search took 26.5 ms against 10.7 under ONNX Runtime (docs/benchmarks.md). So where the
-flags allow bf16, ``auto`` times both on the encoder's own matrix shapes and takes ``torch-bf16`` only if it
-multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast; elsewhere fp32 under ONNX Runtime.
+A CPU flag says an instruction exists, not that it is fast. An Intel Xeon whose hypervisor shows AVX-512 BF16 but not
+AMX (family 6 model 207, 2026-12-07) multiplied bf16 at 122 GFLOP/s against 260 for fp32, and ``torch-bf16`` ran at
+0.74x plain fp32 there. On Zen 4 bf16 multiplies 2.3x as fast as fp32 (442 against 195) and ``torch-bf16`` encodes
+1.75x plain fp32, but ``onnx-int8`` encodes 2.0x and a single query in 6.4 against 15.1 ms. Only with AMX (2,456
+against 339 GFLOP/s, 7.2x) did ``torch-bf16`` encode more abstracts a second than int8 (3.0x against 2.0x plain fp32;
+docs/benchmarks.md). So where the flags allow bf16, ``auto`` times both on the encoder's own matrix shapes and takes
+``torch-bf16`` only if bf16 multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast; else ``onnx-int8``.
 
 The backend names the model id every vector is cached and indexed under, so a later measurement taken at a busy
-moment must never flip it (that would re-encode every record). The first answer is kept in the data directory,
-with the CPU and torch it was measured on, and reused for as long as they stay the same.
+moment must never flip it (that would re-encode every record). The first measurement is kept in the data
+directory, with the CPU and torch it was taken on, and reused for as long as they stay the same; and an
+installation that already holds vectors keeps their backend whatever this says (embeddings.installed_backend).
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# The measured ratios were 2.3x (Zen 4), 7.2x (AMX) and 0.47x (AVX-512 BF16 without AMX): far from this line.
-# Below it bf16 would not beat fp32 under ONNX Runtime, which is itself 1.1-1.35x plain torch fp32.
-MIN_BF16_SPEEDUP = 1.5
+# The measured ratios were 7.2x (AMX: bf16 ahead of int8 on abstracts), 2.3x (Zen 4: int8 ahead on every count) and
+# 0.47x (AVX-512 BF16 without AMX): far from this line on both sides.
+MIN_BF16_SPEEDUP = 4.0
 CHOICE_FILE = "auto-backend.json"
 # The encoder's shapes (Q/K/V/O and the two FFN layers) at 256 rows: the probe takes well under a second.
 _PROBE_ROWS = 256
@@ -70,8 +72,8 @@ def gemm_rates(precisions: tuple[str, ...] = ("fp32", "bf16"), rows: int = _PROB
 
 
 def choose(bf16_rate: float, fp32_rate: float) -> str:
-    """``torch-bf16`` if bf16 multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast as fp32, else ``onnx``."""
-    return "torch-bf16" if bf16_rate >= MIN_BF16_SPEEDUP * fp32_rate else "onnx"
+    """``torch-bf16`` if bf16 multiplies at least :data:`MIN_BF16_SPEEDUP` times as fast as fp32, else ``onnx-int8``."""
+    return "torch-bf16" if bf16_rate >= MIN_BF16_SPEEDUP * fp32_rate else "onnx-int8"
 
 
 def cpu_signature(cpuinfo: str | None = None) -> str:
@@ -102,7 +104,7 @@ def _measured() -> tuple[str, float, float]:
 
 
 def resolve_auto_bf16(data_dir: Path | str | None) -> str:
-    """``torch-bf16`` or ``onnx`` for a CPU whose flags show native bf16, as measured once and kept.
+    """``torch-bf16`` or ``onnx-int8`` for a CPU whose flags show native bf16, as measured once and kept.
 
     With ``data_dir``, the answer stored in ``<data_dir>/models/auto-backend.json`` for this CPU and torch is
     reused; otherwise (or if the file is missing, unreadable or for another CPU) the rates are measured, and
@@ -135,10 +137,19 @@ def resolve_auto_bf16(data_dir: Path | str | None) -> str:
 
 
 def _stored(path: Path, signature: str) -> str | None:
-    """The backend kept in ``path`` for this ``signature``, or None."""
+    """The backend the rates kept in ``path`` for this ``signature`` call for today, or None.
+
+    The rates decide, not the backend written beside them: a file written when the line stood elsewhere (before
+    2026-12-07 it chose between ``torch-bf16`` and ``onnx``) gives today's answer without measuring again.
+    """
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-        if stored.get("signature") == signature and stored.get("backend") in ("torch-bf16", "onnx"):
+        if stored.get("signature") != signature:
+            return None
+        bf16, fp32 = stored.get("bf16_gflops"), stored.get("fp32_gflops")
+        if isinstance(bf16, (int, float)) and isinstance(fp32, (int, float)) and bf16 > 0 and fp32 > 0:
+            return choose(bf16, fp32)
+        if stored.get("backend") in ("torch-bf16", "onnx-int8"):
             return stored["backend"]
     except (OSError, ValueError, AttributeError):
         pass

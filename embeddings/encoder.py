@@ -76,6 +76,14 @@ def resolve_model_dir(spec: str, data_dir: Path) -> str:
     return str(target)
 
 
+def base_model_id(spec: str, data_dir: Path | str) -> str:
+    """The id ``spec``'s fp32 vectors are filed under (the folder's name and a digest of its files, or a hub name).
+
+    Builds the default model first where it is missing, as loading it would.
+    """
+    return _model_id(spec, resolve_model_dir(spec, Path(data_dir)))
+
+
 def _model_id(spec: str, location: str) -> str:
     path = Path(location)
     if not path.is_dir():

@@ -29,12 +29,12 @@ ONNX = "onnx"
 ONNX_INT8 = "onnx-int8"
 AUTO = "auto"
 BACKENDS = (ONNX_INT8, ONNX, TORCH_BF16, TORCH)
-# auto: bf16 weights in torch where the CPU multiplies bf16 natively and measurably faster than fp32 (AMX, Zen 4:
-# about 2x fp32 at cosine >= 0.9999 to it; embeddings.backend_choice); elsewhere fp32 under ONNX Runtime (the same
-# vectors as torch, 1.1-1.35x). int8 is faster still and, since it leaves the FFN output in fp32, within the 0.01
-# nDCG@10 bound (-0.0013 / -0.0061 on Zen 3, -0.0001 / -0.0022 on Zen 4, 3,000-document subsamples), and on Zen 4
-# faster than bf16 on every count (2.0x fp32, a query 6.4 against 15.1 ms). Still selectable only: the backend is
-# part of every stored vector's model id, so a new default would re-encode existing installations on upgrade.
+# auto, for an installation with no vectors yet (one that has some keeps their backend: embeddings.installed_backend):
+# int8 under ONNX Runtime, which leaves the FFN output in fp32 and stays within the 0.01 nDCG@10 bound (-0.0013 /
+# -0.0061 on Zen 3, -0.0001 / -0.0022 on Zen 4, 3,000-document subsamples) and was the fastest measured on Zen 3
+# (1.61x fp32 on abstracts, 3.9x a single query) and on Zen 4 with VNNI (2.0x, ahead of bf16's 1.75x). Only where bf16
+# multiplies several times faster than fp32 (AMX: 7.2x) does torch-bf16 encode more a second; embeddings.backend_choice
+# measures that where the CPU's flags show bf16.
 DEFAULT_BACKEND = AUTO
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
@@ -67,14 +67,16 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 def check_backend(name: str, data_dir: Path | str | None = None) -> str:
     """Return ``name`` normalised and resolved (``auto`` → the fastest exact-enough backend for this CPU).
 
-    ``auto`` on a CPU whose flags show native bf16 is measured once and kept in ``data_dir``
-    (:func:`embeddings.backend_choice.resolve_auto_bf16`); pass the data directory the vectors live in.
+    ``auto`` is ``onnx-int8``, or ``torch-bf16`` where the CPU's flags show bf16 and it multiplies bf16 much faster
+    than fp32, measured once and kept in ``data_dir`` (:func:`embeddings.backend_choice.resolve_auto_bf16`); pass
+    the data directory the vectors live in. This is the answer for a new installation: one that already holds
+    vectors keeps their backend (:func:`embeddings.installed_backend.installed_backend`).
     Raises :class:`UnknownBackendError` for anything not in :data:`BACKENDS` or ``auto``.
     """
     normalised = (name or "").strip().lower()
     if normalised == AUTO:
         if not cpu_has_bf16():
-            return ONNX
+            return ONNX_INT8
         from .backend_choice import resolve_auto_bf16
 
         return resolve_auto_bf16(data_dir)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, inspect, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
@@ -75,6 +75,17 @@ class VectorCache:
                 for key, blob in rows:
                     found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
+
+    def count(self, model: str, cap: int) -> int:
+        """How many vectors are filed under ``model``, counted up to ``cap`` (0 where the table does not exist yet).
+
+        Capped so that asking costs the same at 10^6 vectors as at 10^3: callers compare models, not sizes.
+        """
+        if not inspect(self.engine).has_table(embedding_cache.name):
+            return 0
+        held = select(embedding_cache.c.text_hash).where(embedding_cache.c.model == model).limit(cap).subquery()
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(held)).scalar_one())
 
     def put_many(self, model: str, vectors: dict[str, np.ndarray]) -> None:
         """Store vectors; a key already present is left as it is (same text, same vector)."""

