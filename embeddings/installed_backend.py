@@ -38,9 +38,8 @@ def installed_backend(name: str, spec: str, data_dir: Path | str, cache: VectorC
     the one this CPU would choose, else the first in :data:`~embeddings.onnx_backend.BACKENDS`. With no vectors
     of this model stored, ``auto`` is this CPU's choice for a new installation.
     """
-    resolved = check_backend(name, data_dir) if (name or "").strip().lower() != AUTO else None
-    if resolved is not None:
-        return resolved
+    if (name or "").strip().lower() != AUTO:
+        return check_backend(name, data_dir)
     held = backends_held(cache, base_model_id(spec, data_dir))
     fresh = check_backend(AUTO, data_dir)
     if not held:
