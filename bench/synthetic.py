@@ -72,7 +72,12 @@ class BenchService:
 
 
 def model_id(data_dir: Path) -> str:
-    """The model id the service's encoder will have (default model, configured backend), without loading it."""
+    """The model id the service's encoder will have (default model, configured backend), without loading it.
+
+    For ``auto`` this is a new installation's choice, not the stored vectors' backend that ``auto`` keeps
+    (embeddings.installed_backend): :func:`load_or_build` first re-files the synthetic vectors under this id, so the
+    service then finds them there and keeps it.
+    """
     from embeddings.onnx_backend import backend_model_id, check_backend
     from matcher.settings import Settings
 
