@@ -279,8 +279,20 @@ def build_model():
 
 
 def main() -> None:
+    """The ``matcher`` command. A backend setting or a model the service cannot use ends it with its message and
+    exit code 2, not a traceback: the fix is in the configuration, not in the code the traceback would show."""
+    from embeddings.encoder import ModelUnavailableError
+    from embeddings.onnx_backend import UnknownBackendError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except UnknownBackendError as exc:
+        console.print(f"[red]错误（unknown_backend）：{exc}[/red]")
+        raise SystemExit(2) from None
+    except ModelUnavailableError as exc:
+        console.print(f"[red]错误（model_unavailable）：{exc}[/red]")
+        raise SystemExit(2) from None
 
 
 from . import cli_quality  # noqa: E402,F401  (registers `matcher eval` on the same app)

@@ -49,6 +49,23 @@ def test_import_match_search_rebuild(env):
     assert runner.invoke(cli.app, ["index", "prune-log", "--keep-days", "0"]).exit_code == 2
 
 
+@pytest.mark.parametrize("backend, model, code, message", [
+    ("tensorrt", None, "unknown_backend", "未知的向量推理后端"),
+    ("torch", "no-such-model", "model_unavailable", "无法加载向量模型"),
+])
+def test_an_unusable_model_setting_ends_with_its_message_not_a_traceback(env, monkeypatch, capsys, backend, model,
+                                                                         code, message):
+    monkeypatch.setenv("MATCHER_EMBEDDING_BACKEND", backend)
+    if model:
+        monkeypatch.setenv("MATCHER_EMBEDDING_MODEL", str(env / model))
+    monkeypatch.setattr("sys.argv", ["matcher", "build-model"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    out = capsys.readouterr()
+    assert exited.value.code == 2 and f"错误（{code}）" in out.out and message in out.out, out
+    assert "Traceback" not in out.out + out.err
+
+
 def test_cli_errors_are_plain(env):
     (env / "bad.xlsx").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     r = runner.invoke(cli.app, ["import", "outcomes", str(env / "bad.xlsx")])
