@@ -284,14 +284,13 @@ def main() -> None:
     from embeddings.encoder import ModelUnavailableError
     from embeddings.onnx_backend import UnknownBackendError
 
+    codes = {UnknownBackendError: "unknown_backend", ModelUnavailableError: "model_unavailable"}
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except UnknownBackendError as exc:
-        console.print(f"[red]错误（unknown_backend）：{exc}[/red]")
-        raise SystemExit(2) from None
-    except ModelUnavailableError as exc:
-        console.print(f"[red]错误（model_unavailable）：{exc}[/red]")
+    except tuple(codes) as exc:
+        code = next(code for kind, code in codes.items() if isinstance(exc, kind))
+        console.print(f"[red]错误（{code}）：{exc}[/red]")
         raise SystemExit(2) from None
 
 
