@@ -70,3 +70,16 @@ def test_a_format_2_bench_build_gets_its_needs_query_terms_in_place(tmp_path):
     engine.dispose()
     expected = query_terms(Need(title="锂电池防爆", description="需要提高锂离子电池的安全性", keywords=["锂电池"]))
     assert stored == expected and "锂离子" in stored
+
+
+def test_serving_bench_says_when_its_load_generator_shares_the_cores_it_measures(monkeypatch, tmp_path):
+    from bench import bench_serving
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no wrk on this PATH
+    run, named = bench_serving.load_generator("auto")
+    assert run is bench_serving.run_httpx and bench_serving.HTTPX_CAVEAT in named
+    (tmp_path / "wrk").write_text("#!/bin/sh\n")
+    (tmp_path / "wrk").chmod(0o755)
+    run, named = bench_serving.load_generator("auto")
+    assert run is bench_serving.run_wrk and bench_serving.HTTPX_CAVEAT not in named
+    assert bench_serving.HTTPX_CAVEAT in bench_serving.load_generator("httpx")[1]
