@@ -1,14 +1,25 @@
 """Run every benchmark under bench/ (``make bench``); each prints its own figures."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def preflight() -> list[str]:
+    """Warnings to read before the run starts, not fifty minutes into it: what would make its figures incomparable."""
+    from bench.bench_serving import HTTPX_CAVEAT
+
+    return [] if shutil.which("wrk") else [f"bench_serving.py: {HTTPX_CAVEAT}"]
 
 
 def main() -> int:
+    for warning in preflight():
+        print(warning, flush=True)
     failed = 0
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"== {script.name}", flush=True)
