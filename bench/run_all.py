@@ -1,7 +1,6 @@
 """Run every benchmark under bench/ (``make bench``); each prints its own figures."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,9 @@ sys.path.insert(0, str(HERE.parent))
 
 def preflight() -> list[str]:
     """Warnings to read before the run starts, not fifty minutes into it: what would make its figures incomparable."""
-    from bench.bench_serving import HTTPX_CAVEAT
+    from bench.bench_serving import HTTPX_CAVEAT, load_generator, run_wrk
 
-    return [] if shutil.which("wrk") else [f"bench_serving.py: {HTTPX_CAVEAT}"]
+    return [] if load_generator("auto")[0] is run_wrk else [f"bench_serving.py: {HTTPX_CAVEAT}"]
 
 
 def main() -> int:
