@@ -72,24 +72,17 @@ def test_a_format_2_bench_build_gets_its_needs_query_terms_in_place(tmp_path):
     assert stored == expected and "锂离子" in stored
 
 
-def test_serving_bench_says_when_its_load_generator_shares_the_cores_it_measures(monkeypatch, tmp_path):
-    from bench import bench_serving
+def test_make_bench_and_the_serving_bench_say_when_the_load_generator_shares_the_cores_it_measures(monkeypatch,
+                                                                                                   tmp_path):
+    from bench import bench_serving, run_all
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no wrk on this PATH
     run, named = bench_serving.load_generator("auto")
     assert run is bench_serving.run_httpx and bench_serving.HTTPX_CAVEAT in named
+    assert any(bench_serving.HTTPX_CAVEAT in w for w in run_all.preflight())  # before the long run starts
     (tmp_path / "wrk").write_text("#!/bin/sh\n")
     (tmp_path / "wrk").chmod(0o755)
     run, named = bench_serving.load_generator("auto")
     assert run is bench_serving.run_wrk and bench_serving.HTTPX_CAVEAT not in named
-    assert bench_serving.HTTPX_CAVEAT in bench_serving.load_generator("httpx")[1]
-
-
-def test_make_bench_warns_before_it_starts_when_wrk_is_missing(monkeypatch, tmp_path):
-    from bench import bench_serving, run_all
-
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert any(bench_serving.HTTPX_CAVEAT in w for w in run_all.preflight())
-    (tmp_path / "wrk").write_text("#!/bin/sh\n")
-    (tmp_path / "wrk").chmod(0o755)
     assert run_all.preflight() == []
+    assert bench_serving.HTTPX_CAVEAT in bench_serving.load_generator("httpx")[1]
