@@ -31,8 +31,9 @@ AUTO = "auto"
 BACKENDS = (ONNX_INT8, ONNX, TORCH_BF16, TORCH)
 # auto, for an installation with no vectors yet (one that has some keeps their backend: embeddings.installed_backend):
 # int8 under ONNX Runtime, which leaves the FFN output in fp32 and stays within the 0.01 nDCG@10 bound (-0.0013 /
-# -0.0061 on Zen 3, -0.0001 / -0.0022 on Zen 4, 3,000-document subsamples) and was the fastest measured on Zen 3
-# (1.61x fp32 on abstracts, 3.9x a single query) and on Zen 4 with VNNI (2.0x, ahead of bf16's 1.75x). Only where bf16
+# -0.0061 on Zen 3, -0.0001 / -0.0022 on Zen 4 and on an Intel Xeon with VNNI, 3,000-document subsamples) and was the
+# fastest measured on Zen 3 (1.61x fp32 on abstracts, 3.9x a single query), on Zen 4 with VNNI (2.0x, ahead of bf16's
+# 1.75x) and on that Xeon (1.39-1.45x on abstracts, 3.1x a single query; fp32 ONNX 1.03-1.07x). Only where bf16
 # multiplies several times faster than fp32 (AMX: 7.2x) does torch-bf16 encode more a second; embeddings.backend_choice
 # measures that where the CPU's flags show bf16.
 DEFAULT_BACKEND = AUTO
