@@ -42,7 +42,7 @@ from threading import RLock
 import numpy as np
 from scipy import sparse
 
-from .bm25_kernels import add_postings, best_positive
+from .bm25_kernels import BLOCK_COLUMNS, add_postings, best_positive
 
 FORMAT = 2
 # Merge the delta into the base when it holds this many documents, or this share of the base.
@@ -220,7 +220,7 @@ class LexicalScores:
     def _add(self, terms: np.ndarray, acc: np.ndarray) -> None:
         """Add every posting's weight of query rows ``terms`` (in that order) to ``acc`` (float64 per base column)."""
         add_postings(self.matrix.indices, self.matrix.data, self.starts, self.ends, self.idf_rows,
-                     self._all_norms(), np.asarray(terms, dtype=np.int64), acc)
+                     self._all_norms(), np.asarray(terms, dtype=np.int64), acc, BLOCK_COLUMNS)
 
     def _exact_base(self, cols: np.ndarray) -> np.ndarray:
         """Exact scores of live base columns ``cols`` (sorted, unique, dtype of the matrix indices)."""

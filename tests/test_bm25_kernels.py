@@ -5,7 +5,7 @@ import sys
 import numpy as np
 from scipy import sparse
 
-from embeddings.bm25_kernels import add_postings, best_positive
+from embeddings.bm25_kernels import BLOCK_COLUMNS, add_postings, best_positive
 from embeddings.lexical import _best
 
 from .conftest import ROOT
@@ -28,13 +28,15 @@ def test_postings_add_up_exactly_as_numpy_adds_them():
     starts, ends = matrix.indptr[rows].astype(np.int64), matrix.indptr[rows + 1].astype(np.int64)
     idf_rows = rng.uniform(0.01, 9.0, len(rows)).astype(np.float32)
     norm = (1.5 * (0.25 + 0.75 * rng.uniform(0.2, 3.0, n_docs))).astype(np.float32)
-    for terms in (np.arange(len(rows)), rng.permutation(len(rows))[:70]):
-        got = rng.random(n_docs)  # a partial sum already under way
-        want = got.copy()
-        add_postings(matrix.indices, matrix.data, starts, ends, idf_rows, norm, terms.astype(np.int64), got)
-        _numpy_reference(matrix, starts, ends, idf_rows, norm, terms.tolist(), want)
-        assert np.array_equal(got, want)
-        assert np.array_equal(got.astype(np.float32), want.astype(np.float32))
+    # Blocks of columns smaller than, equal to and larger than the corpus; terms in order and shuffled (MaxScore).
+    for block in (7, 1000, n_docs, BLOCK_COLUMNS):
+        for terms in (np.arange(len(rows)), rng.permutation(len(rows))[:70]):
+            got = rng.random(n_docs)  # a partial sum already under way
+            want = got.copy()
+            add_postings(matrix.indices, matrix.data, starts, ends, idf_rows, norm, terms.astype(np.int64), got, block)
+            _numpy_reference(matrix, starts, ends, idf_rows, norm, terms.tolist(), want)
+            assert np.array_equal(got, want), block
+            assert np.array_equal(got.astype(np.float32), want.astype(np.float32))
 
 
 def test_the_best_positions_are_those_a_full_sort_keeps():
