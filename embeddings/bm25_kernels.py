@@ -19,7 +19,7 @@ from numba import njit
 # norm: 12 bytes per column, which at 10^6 columns (12 MB) no core's L2 cache holds, so a term's postings,
 # spread over every column, miss it one by one. Adding every query term's postings within one block of
 # columns before the next keeps that block's 192 kB in L2: at 10^6 documents the pass took 0.78x the time
-# (mean; p95 0.75x) of the one-term-at-a-time pass; at 10^5 (1.2 MB) the two are alike (benchmarks.md).
+# (mean; p95 0.73x) of the one-term-at-a-time pass; at 10^5 (1.2 MB) the two are alike (benchmarks.md).
 BLOCK_COLUMNS = 16384
 
 
