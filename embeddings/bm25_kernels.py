@@ -1,9 +1,9 @@
 """The loops of BM25 that numpy cannot do as whole-array operations, compiled with numba.
 
-A long query (a stored need: ~200 distinct terms, ~1.3M postings at 10^5 documents) spends most of a
-match page adding each posting's weight into its document's score. In numpy that is a fancy-index
-add per term, several passes over temporaries; here it is one pass (block of columns by block), ~4×
-faster at 10^5 (benchmarks.md).
+A long query (a stored need: ~200-270 distinct terms, ~0.5M postings at 10^5 documents, ~5M at 10^6)
+spends most of a match page adding each posting's weight into its document's score. In numpy that is a
+fancy-index add per term, several passes over temporaries; here it is one pass (block of columns by
+block), ~4× faster at 10^5 (benchmarks.md).
 The arithmetic is the numpy path's, operation for operation: the weight ``tf / (tf + norm) × idf`` in
 float32, added to a float64 accumulator term after term, so every score is bit-identical to what the
 other paths of :mod:`embeddings.lexical` compute. ``nogil``: a worker's request and its page warmer
