@@ -11,7 +11,10 @@ only counts. Documents live in two segments, as in Lucene:
 
 When the delta outgrows a fraction of the base (or too many base columns are
 dead) both are merged into a new base with vectorised sparse operations, so a
-write costs amortised O(its tokens), never an O(N) rebuild.
+write costs amortised O(its tokens), never an O(N) rebuild. The merge builds
+its new base outside the lock (seconds at 10^6 documents) and, in a serving
+index, on a thread of its own: queries and writes go on meanwhile, and the
+writes made during it are replayed on the new base when it is swapped in.
 
 Nothing global is precomputed: document frequencies, the live count and the
 average length are taken at query time over live documents only (df from the
@@ -30,6 +33,7 @@ metadata record, like the vector index, so a restart does not re-tokenise.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -37,12 +41,14 @@ from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from threading import RLock
+from threading import Condition, RLock, Thread
 
 import numpy as np
 from scipy import sparse
 
 from .bm25_kernels import BLOCK_COLUMNS, add_postings, best_positive
+
+log = logging.getLogger(__name__)
 
 FORMAT = 2
 # Merge the delta into the base when it holds this many documents, or this share of the base.
@@ -373,8 +379,11 @@ class LexicalScores:
 class LexicalIndex:
     """BM25 over token lists; ids are the database ids."""
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75):
+    def __init__(self, k1: float = 1.5, b: float = 0.75, background_merge: bool = False):
+        """``background_merge``: a write that passes the merge threshold starts the merge on a thread of its own
+        and returns (a serving index: its caller holds the request's locks); otherwise the write merges."""
         self.k1, self.b = k1, b
+        self.background_merge = background_merge
         self._vocab: dict[str, int] = {}
         self._lock = RLock()
         # base segment
@@ -403,6 +412,11 @@ class LexicalIndex:
         self._delta_pos: dict[int, int] = {}
         self._all_ids = self._base_ids
         self._deferred = 0
+        # While a merge builds its new base outside the lock, every write is also logged here to replay on it.
+        self._journal: list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None]] | None = None
+        self._merging = False
+        self._merge_done = Condition(self._lock)
+        self._merger: Thread | None = None
         self.merges = 0  # how many times the delta was merged (for tests and benchmarks)
 
     def __len__(self) -> int:
@@ -481,27 +495,39 @@ class LexicalIndex:
         """Add or replace documents."""
         with self._lock:
             ids = [int(i) for i in ids]
-            self._drop(np.asarray(ids, dtype=np.int64))
             vocab = self._vocab
-            for i, toks in zip(ids, token_lists):
+            docs = []
+            for _, toks in zip(ids, token_lists):
                 term_ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.int32)
                 uniq, counts = np.unique(term_ids, return_counts=True)
-                if i in self._delta:  # the same id twice in one call: the last one wins
-                    self._delta_len_sum -= float(self._delta[i][1].sum(dtype=np.float64))
-                self._delta[i] = (uniq.astype(np.int32), counts.astype(np.float32))
-                self._delta_len_sum += float(counts.sum())
-            self._delta_mat = None
+                docs.append((uniq.astype(np.int32), counts.astype(np.float32)))
+            self._write(np.asarray(ids, dtype=np.int64), docs)
             self._maybe_merge()
 
     def remove(self, ids: Iterable[int]) -> None:
         """Drop documents (unknown ids are ignored)."""
         with self._lock:
-            self._drop(np.fromiter((int(i) for i in ids), dtype=np.int64))
+            self._write(np.fromiter((int(i) for i in ids), dtype=np.int64), None)
             self._maybe_merge()
+
+    def _write(self, ids: np.ndarray, docs: list[tuple[np.ndarray, np.ndarray]] | None) -> None:
+        """Drop ``ids``, then, unless ``docs`` is None, put each one's (term ids, counts) in the delta."""
+        if self._journal is not None:
+            self._journal.append((ids, docs))
+        self._drop(ids)
+        if docs is None:
+            return
+        for i, doc in zip(ids.tolist(), docs):
+            if i in self._delta:  # the same id twice in one call: the last one wins
+                self._delta_len_sum -= float(self._delta[i][1].sum(dtype=np.float64))
+            self._delta[i] = doc
+            self._delta_len_sum += float(doc[1].sum())
+        self._delta_mat = None
 
     @contextmanager
     def bulk(self):
-        """Defer merging while many documents are written (a rebuild), then merge once."""
+        """Defer merging while many documents are written (a rebuild), then merge once, before returning: a bulk
+        build is not serving yet, and a million-document delta would make every first query rebuild it."""
         with self._lock:
             self._deferred += 1
         try:
@@ -510,32 +536,80 @@ class LexicalIndex:
             with self._lock:
                 self._deferred -= 1
                 if not self._deferred:
-                    self._maybe_merge()
+                    self._maybe_merge(background=False)
 
-    def _maybe_merge(self) -> None:
-        if self._deferred:
+    def _maybe_merge(self, background: bool | None = None) -> None:
+        """Merge when the delta or the dead columns pass their threshold (called under the lock); ``background``
+        overrides :attr:`background_merge`."""
+        if self._deferred or self._merging:  # in bulk, or a merge already under way
             return
         dead = len(self._alive) - self._base_live
         if len(self._delta) > max(MIN_MERGE, MERGE_FRACTION * self._base_live) or dead > max(
                 MIN_MERGE, DEAD_FRACTION * len(self._alive)):
-            self.merge()
+            self._merging = True
+            if self.background_merge if background is None else background:
+                self._merger = Thread(target=self._fold_in_background, name="lexical-merge", daemon=True)
+                self._merger.start()
+            else:
+                self._fold()
+
+    def wait_for_merge(self, timeout: float | None = None) -> bool:
+        """Wait for a background merge to end; True when none is running."""
+        merger = self._merger
+        if merger is not None:
+            merger.join(timeout)
+        with self._lock:
+            return not self._merging
 
     def merge(self) -> None:
-        """Fold the delta into the base and drop dead columns (vectorised, O(postings))."""
+        """Fold the delta into the base and drop dead columns (vectorised, O(postings)), now.
+
+        The new base is built outside the lock from a snapshot, so queries and writes go on meanwhile (at 10^6
+        documents the build takes seconds); the writes made during it are replayed on the new base when it is
+        swapped in, under the lock, so the index afterwards is what a merge at the swap would have made.
+        """
         with self._lock:
-            n_terms = len(self._vocab)
-            keep = np.flatnonzero(self._alive)
-            base = self._base[:, keep] if len(keep) < self._base.shape[1] else self._base.copy()
+            while self._merging:
+                self._merge_done.wait()
+            self._merging = True
+        self._fold()
+
+    def _fold_in_background(self) -> None:
+        try:
+            self._fold()
+        except Exception:  # noqa: BLE001 - a thread's error reaches no caller; the segments stand as they were
+            log.exception("lexical merge failed; the base and delta stay as they were, the next write tries again")
+
+    def _fold(self) -> None:
+        """The merge itself; the caller has set ``_merging``, and this clears it."""
+        try:
+            with self._lock:
+                self._journal = []
+                n_terms = len(self._vocab)
+                base, base_ids, base_len, alive = self._base, self._base_ids, self._base_len, self._alive.copy()
+                delta_ids = np.fromiter(self._delta.keys(), dtype=np.int64, count=len(self._delta))
+                parts = list(self._delta.values())
+            keep = np.flatnonzero(alive)
+            base = base[:, keep] if len(keep) < base.shape[1] else base.copy()
             base.resize((n_terms, base.shape[1]))
-            delta_ids = np.fromiter(self._delta.keys(), dtype=np.int64, count=len(self._delta))
-            parts = list(self._delta.values())
-            delta = _term_matrix(n_terms, parts)
             lengths = np.fromiter((tf.sum() for _, tf in parts), dtype=np.float32, count=len(parts))
-            self._set_base(sparse.hstack([base, delta], format="csr", dtype=np.float32),
-                           np.concatenate([self._base_ids[keep], delta_ids]),
-                           np.concatenate([self._base_len[keep], lengths]))
-            self._delta, self._delta_len_sum, self._delta_mat = {}, 0.0, None
-            self.merges += 1
+            merged = sparse.hstack([base, _term_matrix(n_terms, parts)], format="csr", dtype=np.float32)
+            merged.sort_indices()
+            with self._lock:
+                self._set_base(merged, np.concatenate([base_ids[keep], delta_ids]),
+                               np.concatenate([base_len[keep], lengths]))
+                self._delta, self._delta_len_sum, self._delta_mat = {}, 0.0, None
+                journal, self._journal = self._journal, None
+                for ids, docs in journal:
+                    self._write(ids, docs)
+                self.merges += 1
+        finally:
+            with self._lock:
+                self._journal = None  # after a failure, the live segments stand: they took every write meanwhile
+                self._merging = False
+                self._merge_done.notify_all()
+        with self._lock:
+            self._maybe_merge()
 
     def _set_base(self, matrix: sparse.csr_matrix, ids: np.ndarray, lengths: np.ndarray,
                   alive: np.ndarray | None = None) -> None:
@@ -646,7 +720,7 @@ class LexicalIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> tuple["LexicalIndex", dict] | None:
+    def load(cls, path: Path, background_merge: bool = False) -> tuple["LexicalIndex", dict] | None:
         """The saved index and its metadata, or None if the file is missing, unreadable or of another format."""
         try:
             with np.load(Path(path), allow_pickle=False) as data:
@@ -665,7 +739,7 @@ class LexicalIndex:
                 or int(counts.sum()) != len(a["delta_terms"]) or len(a["delta_terms"]) != len(a["delta_tfs"])
                 or int(a["alive"].sum()) + len(a["delta_ids"]) != meta.get("count")):
             return None
-        index = cls(meta.get("k1", 1.5), meta.get("b", 0.75))
+        index = cls(meta.get("k1", 1.5), meta.get("b", 0.75), background_merge)
         index._vocab = {t: n for n, t in enumerate(vocab)}
         index._set_base(base, a["ids"], a["lengths"], a["alive"])
         bounds = np.concatenate([[0], np.cumsum(counts)])

@@ -1,6 +1,7 @@
 """The lexical index's base + delta segments: writes never rebuild the base, scores stay bm25s's exactly."""
 import json
 import random
+import threading
 from pathlib import Path
 
 import bm25s
@@ -118,3 +119,111 @@ def test_filtered_search_and_ties_are_by_position(docs):
     assert [i for i, _ in index.search(q, 3)] == [30, 10, 20]  # equal scores keep insertion order
     assert [i for i, _ in index.search(q, 3, allowed_ids=[20, 10, 99])] == [10, 20]
     assert index.search(q, 3, allowed_ids=[]) == []
+
+
+class _Gate:
+    """Holds a background merge in the middle of building its new base (in ``sparse.hstack``, which only merges
+    call) while ``closed``; the build runs outside the index's lock there, so the test can query and write
+    meanwhile. Merges on other threads (an inline merge, an explicit one) pass."""
+
+    def __init__(self, monkeypatch, fail: bool = False):
+        self.closed, self.opened, self.entered = threading.Event(), threading.Event(), threading.Event()
+        build = lexical.sparse.hstack
+
+        def hstack(*args, **kwargs):
+            if self.closed.is_set() and threading.current_thread().name == "lexical-merge":
+                self.entered.set()
+                assert self.opened.wait(30)
+                if fail:
+                    raise MemoryError("the new base does not fit")
+            return build(*args, **kwargs)
+
+        monkeypatch.setattr(lexical.sparse, "hstack", hstack)
+
+
+def _in_thread(call, timeout: float = 30):
+    """``call()`` on another thread; fails the test if it does not return within ``timeout`` (a held lock)."""
+    out = []
+    worker = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert out, "blocked behind the merge"
+    return out[0]
+
+
+def _merged_pair(docs, monkeypatch) -> tuple[LexicalIndex, LexicalIndex, _Gate]:
+    """The same 200 documents, merged, in an index that merges inline and one that merges in the background."""
+    monkeypatch.setattr(lexical, "MIN_MERGE", 40)
+    gate = _Gate(monkeypatch)
+    inline, background = LexicalIndex(), LexicalIndex(background_merge=True)
+    for index in (inline, background):
+        with index.bulk():
+            index.upsert(range(200), docs[:200])
+    gate.closed.set()
+    return inline, background, gate
+
+
+def test_a_background_merge_lets_queries_and_writes_go_on_and_ends_as_an_inline_merge_would(docs, monkeypatch):
+    tok = TermTokenizer()
+    inline, background, gate = _merged_pair(docs, monkeypatch)
+    live = dict(enumerate(docs[:200]))
+    writes = [("upsert", list(range(200, 245)), docs[200:245]),  # passes the threshold: the merge starts
+              ("upsert", [3, 210, 300], [docs[300], docs[301], docs[302]]),  # a base, a snapshot-delta, a new id
+              ("remove", [5, 220, 9999], None),
+              ("upsert", [301, 301], [docs[303], docs[304]])]
+    for n, (op, ids, new) in enumerate(writes):
+        inline.upsert(ids, new) if op == "upsert" else inline.remove(ids)
+        _in_thread(lambda: background.upsert(ids, new) if op == "upsert" else background.remove(ids))
+        live.update(zip(ids, new)) if op == "upsert" else [live.pop(i, None) for i in ids]
+        if n == 0:
+            assert gate.entered.wait(30) and not background.wait_for_merge(0)
+    assert inline.merges == 2 and background.merges == 1  # the bulk builds' merges, and the inline one
+    _in_thread(lambda: _check(background, live, tok, {5, 220}))  # queries answer, and exactly, mid-merge
+    gate.opened.set()
+    assert background.wait_for_merge(30) and background.merges == 2
+    np.testing.assert_array_equal(background._base_ids, inline._base_ids)
+    assert list(background._delta) == list(inline._delta) == [3, 210, 300, 301]
+    ids = sorted(live) + [5, 220]
+    for text in QUERIES:
+        q = tok.tokens(text)
+        np.testing.assert_array_equal(background.scores(q, ids), inline.scores(q, ids))
+        assert background.search(q, 20) == inline.search(q, 20)
+    _check(background, live, tok, {5, 220})
+
+
+def test_merge_called_during_a_background_merge_waits_for_it_then_merges(docs, monkeypatch):
+    _, background, gate = _merged_pair(docs, monkeypatch)
+    background.upsert(range(200, 245), docs[200:245])
+    assert gate.entered.wait(30)
+    background.upsert([400], [docs[300]])
+    gate.closed.clear()
+    explicit = threading.Thread(target=background.merge, daemon=True)
+    explicit.start()
+    explicit.join(0.5)
+    assert explicit.is_alive() and background.merges == 1  # waiting for the running merge
+    gate.opened.set()
+    explicit.join(30)
+    assert not explicit.is_alive() and background.merges == 3 and background.delta_size == 0
+    assert len(background) == 246
+
+
+def test_a_failed_background_merge_leaves_every_write_in_place(docs, monkeypatch, caplog):
+    monkeypatch.setattr(lexical, "MIN_MERGE", 40)
+    tok = TermTokenizer()
+    gate = _Gate(monkeypatch, fail=True)
+    index = LexicalIndex(background_merge=True)
+    with index.bulk():
+        index.upsert(range(200), docs[:200])
+    gate.closed.set()
+    index.upsert(range(200, 245), docs[200:245])
+    assert gate.entered.wait(30)
+    index.remove([7, 230])
+    gate.opened.set()
+    assert index.wait_for_merge(30) and index.merges == 1  # only the bulk build's
+    assert "lexical merge failed" in caplog.text
+    live = {i: d for i, d in enumerate(docs[:245]) if i not in (7, 230)}
+    _check(index, live, tok, {7, 230})
+    gate.closed.clear()
+    index.merge()
+    assert index.merges == 2 and index.delta_size == 0
+    _check(index, live, tok, {7, 230})
