@@ -101,7 +101,7 @@ class SearchIndexes:
         self.indexes = {side: VectorIndex(encoder.dim) for side in SIDES}
         # The lexical channel is rebuilt from the database at start (it has no file).
         self.tokenizer = TermTokenizer()
-        self.lexical = {side: LexicalIndex() for side in SIDES}
+        self.lexical = {side: LexicalIndex(background_merge=True) for side in SIDES}
         self.sentences = SentenceVectors(encoder, sentence_bytes)
         self.sentences_filled = False  # set once fill_sentences has run to its end
         # What ranking reads of each indexed outcome (filled by fill_memory, kept current by _apply).
@@ -170,7 +170,7 @@ class SearchIndexes:
                     with_vectors: bool = True) -> tuple[VectorIndex | None, LexicalIndex]:
         """Fresh vector and lexical indexes of one side, from the database and the vector cache."""
         self._learn_terms(session, side)
-        lexical = LexicalIndex()
+        lexical = LexicalIndex(background_merge=True)  # writes from requests must not wait for a merge
         ids: list[int] = []
         vecs: list[np.ndarray] = []
         with lexical.bulk():
@@ -319,7 +319,7 @@ class SearchIndexes:
     def _open_lexical(self) -> None:
         """Load the lexical files saved with the vector files, or re-tokenise from the database."""
         for side in SIDES:
-            got = LexicalIndex.load(self._lexical_path(side))
+            got = LexicalIndex.load(self._lexical_path(side), background_merge=True)
             if got is not None and all(got[1].get(k) == v for k, v in self._lexical_meta().items()):
                 self.lexical[side] = got[0]
                 self.tokenizer.add_terms(got[1].get("terms", []))

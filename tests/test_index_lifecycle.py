@@ -120,6 +120,8 @@ def test_lexical_index_is_saved_and_loaded_not_retokenised(ctx, settings, encode
     (settings.index_dir / "outcomes.lexical.npz").unlink()
     third = build_context(settings, encoder=encoder)
     assert len(third.indexes.lexical["outcomes"]) == 3
+    # Built, loaded or rebuilt, a serving index merges off the request's thread (tests/test_lexical_segments.py).
+    assert all(c.indexes.lexical[side].background_merge for c in (ctx, again, third) for side in c.indexes.lexical)
 
 
 def test_pruning_the_change_log_keeps_the_newest_change_and_records_how_far_it_went(ctx):
@@ -154,3 +156,4 @@ def test_a_worker_behind_a_pruned_change_log_rebuilds_instead_of_missing_changes
     third = build_context(settings, encoder=encoder)
     assert not set(gone) & set(third.indexes.indexes["outcomes"].ids().tolist())
     assert len(third.indexes.indexes["outcomes"]) == len(third.indexes.lexical["outcomes"]) == 1
+    assert other.indexes.lexical["outcomes"].background_merge  # rebuilt after the prune, still serving
