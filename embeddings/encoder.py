@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +41,8 @@ _PROBE_MARGIN = 0.02
 # when idle; with the other core busy p50 / p95 74–119 / 1,070 ms on two threads, 25–29 / 48–60 ms on one
 # (onnx: 35–38 / 107–116 ms against 18–22 / 56–68 ms).
 SMALL_CALL = 4
+# Texts a core encodes between two looks at the core slots, in a big ONNX call (see Encoder._encode_call).
+ONNX_TEXTS_A_CORE = 8
 
 
 class ModelUnavailableError(RuntimeError):
@@ -155,6 +158,7 @@ class Encoder:
         self._onnx: OnnxSentenceModel | None = None
         self.packed_layers = 0  # bf16 linear layers whose weights oneDNN laid out once (packed_linear)
         self._onnx_one_thread: OnnxSentenceModel | None = None
+        self._batch_pool: ThreadPoolExecutor | None = None
         self._threads = cpu_threads()
         self._lock = threading.Lock()  # the ONNX one-thread session is made once
         # torch's thread count is per process: it stays at 1 while any one-thread pass runs. The queue below
@@ -260,7 +264,8 @@ class Encoder:
         to float rounding); with ONNX, on every core when nothing else runs or waits
         (``small_call_cores="auto"``, :func:`~embeddings.cpu_load.cores_idle`), and with torch
         beside up to one other small pass per core, merged with any such calls waiting for a core.
-        Bigger ones use every core this process may run on, alone.
+        Bigger ones use every core this process may run on, alone: with ONNX, one text a pass on each core side by
+        side, so an int8 vector no longer depends on the texts encoded with it.
         """
         texts = list(texts)
         if self._queue is None:
@@ -279,11 +284,13 @@ class Encoder:
         if not texts:
             return out
         prefixed = self.profile.apply(texts, kind)
-        # Small batches suit ONNX Runtime on few cores (activations stay in cache); torch likes bigger ones.
-        batch_size = batch_size or (32 if self._onnx is None else 16)
+        # ONNX Runtime: one text a pass, one pass a core side by side (see _encode_sorted); torch likes big batches.
+        batch_size = batch_size or (32 if self._onnx is None else 1)
         order = sorted(range(len(prefixed)), key=lambda i: -len(prefixed[i]))
-        # ONNX holds its cores one batch at a time, so a search waits behind at most one batch of an import.
-        chunk = batch_size if self._slots is not None else max(batch_size * 4, 1)
+        # ONNX holds its cores one chunk at a time, so a search waits behind at most one chunk of an import
+        # (about as long as the 16-text batch it waited behind when every batch ran on every core).
+        chunk = (max(batch_size, ONNX_TEXTS_A_CORE) * self._threads if self._slots is not None
+                 else max(batch_size * 4, 1))
         small = len(texts) <= SMALL_CALL
         for start in range(0, len(order), chunk):
             rows = order[start : start + chunk]
@@ -343,6 +350,18 @@ class Encoder:
                 if self._one_thread_calls == 0:
                     torch.set_num_threads(self._threads)
 
+    def _side_by_side(self) -> ThreadPoolExecutor:
+        """One thread a core, each running a batch of its own on the one-thread session, longest batch first.
+
+        A one-thread session runs on its caller's thread, so calls of it from several threads run at once.
+        With one text a batch, nothing is padded and no core waits for another after each operator: 200
+        abstracts went 1.33x faster than in batches of 16 on every core (Zen 2, docs/benchmarks.md).
+        """
+        with self._lock:
+            if self._batch_pool is None:
+                self._batch_pool = ThreadPoolExecutor(self._threads, thread_name_prefix="onnx-batch")
+            return self._batch_pool
+
     def _onnx_model(self, one_thread: bool) -> OnnxSentenceModel:
         if not one_thread or self._threads == 1:
             return self._onnx
@@ -372,9 +391,12 @@ class Encoder:
                 vecs = np.concatenate([self._forward(texts[i : i + batch_size])
                                        for i in range(0, len(texts), batch_size)])
         else:
-            model = self._onnx_model(one_thread)
-            vecs = np.concatenate([model.encode_batch(texts[i : i + batch_size])
-                                   for i in range(0, len(texts), batch_size)])
+            batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+            if one_thread or self._threads == 1 or len(batches) == 1:
+                model = self._onnx_model(one_thread)
+                vecs = np.concatenate([model.encode_batch(batch) for batch in batches])
+            else:
+                vecs = np.concatenate(list(self._side_by_side().map(self._onnx_model(True).encode_batch, batches)))
         # bf16 rows are normalised here at float32 precision; the ONNX graph and torch normalise only when the
         # model has a Normalize module.
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)

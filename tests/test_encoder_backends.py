@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -146,7 +147,9 @@ def test_an_onnx_small_call_takes_every_core_only_while_the_machine_is_otherwise
         hook.remove()
     # torch keeps a small call on one thread, idle or not; each is followed by a batch of five on every core.
     assert seen == [1, cpu_threads(), 1, cpu_threads()]
-    assert ran == ["bulk", "bulk", "bulk"]  # ONNX: the all-core session for the idle call, not the busy one
+    # ONNX: the all-core session for the idle small call, not the busy one; the calls of five run their texts side
+    # by side on the one-thread session (test_a_big_onnx_call_encodes_each_text_alone_on_the_cores_side_by_side).
+    assert ran == ["bulk"]
     monkeypatch.setattr(onnx_fp32, "small_call_cores", "one")
     monkeypatch.setattr(encoder_module, "cores_idle", lambda: True)
     before = onnx_fp32.small_calls_all_cores
@@ -163,6 +166,26 @@ def _running_threads_here() -> int:
         except OSError:  # the thread ended meanwhile
             pass
     return running
+
+
+def test_a_big_onnx_call_encodes_each_text_alone_on_the_cores_side_by_side(onnx_fp32, onnx_int8, texts,
+                                                                           monkeypatch):
+    """One text a pass on the one-thread session, on the pool's threads; each row is that text's own vector, the
+    same as a search encoding it alone gets (int8 included: its activation scale is the text's own)."""
+    if cpu_threads() == 1:
+        pytest.skip("one core: there is nothing to run side by side")
+    for enc in (onnx_fp32, onnx_int8):
+        alone = np.vstack([enc.encode([t], "passage") for t in texts])
+        single, ran = enc._onnx_model(True), []
+        real = single.encode_batch
+        monkeypatch.setattr(single, "encode_batch",
+                            lambda batch, real=real: ran.append((threading.current_thread().name, len(batch)))
+                            or real(batch))
+        together = enc.encode(texts, "passage")
+        assert sorted(n for _, n in ran) == [1] * len(texts)
+        assert all(name.startswith("onnx-batch") for name, _ in ran)
+        assert (together * alone).sum(axis=1).min() >= 0.99999
+        monkeypatch.undo()
 
 
 def test_the_all_core_onnx_session_stops_spinning_when_a_call_ends(onnx_fp32):
