@@ -160,7 +160,7 @@ class Encoder:
         self._onnx_one_thread: OnnxSentenceModel | None = None
         self._batch_pool: ThreadPoolExecutor | None = None
         self._threads = cpu_threads()
-        self._lock = threading.Lock()  # the ONNX one-thread session is made once
+        self._lock = threading.Lock()  # the ONNX one-thread session and the side-by-side threads are made once
         # torch's thread count is per process: it stays at 1 while any one-thread pass runs. The queue below
         # never runs an all-core call beside one.
         self._threads_lock = threading.Lock()

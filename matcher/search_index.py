@@ -99,7 +99,7 @@ class SearchIndexes:
         self.index_dir = Path(index_dir)
         self.source = source
         self.indexes = {side: VectorIndex(encoder.dim) for side in SIDES}
-        # The lexical channel is rebuilt from the database at start (it has no file).
+        # The lexical channel: loaded from its file at start, or re-tokenised from the database (_open_lexical).
         self.tokenizer = TermTokenizer()
         self.lexical = {side: LexicalIndex(background_merge=True) for side in SIDES}
         self.sentences = SentenceVectors(encoder, sentence_bytes)
